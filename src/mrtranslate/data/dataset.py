@@ -1,0 +1,175 @@
+"""The on-disk data-set layout that every command reads and every builder writes.
+
+::
+
+    DATA/
+      dataset.json          human-readable metadata (format, contrasts, shape, spacing, splits...)
+      train/ test/          one folder per split, memory-mappable .npy arrays (no pickles):
+        t1w.npy t2w.npy     (N, H, W) float32 in [0, 1]
+        mask.npy            (N, H, W) uint8 brain mask
+        subjects.npy        (N,) unicode subject ids (several slices may share one subject)
+        scale_t1w.npy ...   (N,) float32: the divisor that mapped each image to [0, 1]
+
+A folder is written with :func:`mrtranslate.fileio.atomic_directory`, so a folder that has a
+``dataset.json`` is always complete.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mrtranslate.errors import UsageError
+
+FORMAT = "mrtranslate-dataset"
+FORMAT_VERSION = 1
+SPLITS = ("train", "test")
+CONTRASTS = ("t1w", "t2w")
+ARRAYS = ("t1w", "t2w", "mask", "subjects", "scale_t1w", "scale_t2w")
+
+
+@dataclass(frozen=True)
+class Split:
+    """The arrays of one split, memory-mapped read-only."""
+
+    t1w: np.ndarray
+    t2w: np.ndarray
+    mask: np.ndarray
+    subjects: np.ndarray
+    scale_t1w: np.ndarray
+    scale_t2w: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.t1w.shape[0])
+
+    def image(self, contrast: str) -> np.ndarray:
+        return {"t1w": self.t1w, "t2w": self.t2w}[contrast]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A data-set folder: its metadata and lazily memory-mapped splits."""
+
+    root: Path
+    meta: dict
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.meta["image_shape"])
+
+    def split(self, name: str) -> Split:
+        folder = self.root / name
+        try:
+            arrays = {key: np.load(folder / f"{key}.npy", mmap_mode="r") for key in ARRAYS}
+        except (OSError, ValueError) as exc:
+            raise UsageError(
+                f"data set {self.root} is damaged: cannot read {name} ({exc})"
+            ) from exc
+        n = arrays["t1w"].shape[0]
+        for key, arr in arrays.items():
+            if arr.shape[0] != n:
+                raise UsageError(
+                    f"data set {self.root} is damaged: {name}/{key}.npy has "
+                    f"{arr.shape[0]} entries, expected {n}"
+                )
+        return Split(**arrays)
+
+    def info(self) -> dict:
+        """The summary printed by ``mrtranslate data info``."""
+        meta = self.meta
+        return {
+            "path": str(self.root),
+            "source": meta.get("source"),
+            "contrasts": meta["contrasts"],
+            "paired": meta["paired"],
+            "image_shape": meta["image_shape"],
+            "pixel_spacing_mm": meta["pixel_spacing_mm"],
+            "splits": meta["splits"],
+            "seed": meta.get("seed"),
+            "intensity": meta.get("intensity"),
+        }
+
+
+def open_dataset(path: str | Path) -> Dataset:
+    """Open a data-set folder, with a one-line :class:`UsageError` when it is not one."""
+    root = Path(path)
+    if not root.is_dir():
+        raise UsageError(f"data folder not found: {root}")
+    meta_path = root / "dataset.json"
+    if not meta_path.is_file():
+        raise UsageError(
+            f"{root} is not an mrtranslate data set (no dataset.json); "
+            "build one with 'mrtranslate data phantom --out DIR'"
+        )
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"cannot read {meta_path}: {exc}") from exc
+    if meta.get("format") != FORMAT:
+        raise UsageError(f"{meta_path} is not an mrtranslate data-set description")
+    if meta.get("version", 0) > FORMAT_VERSION:
+        raise UsageError(
+            f"{root} was written by a newer mrtranslate (format version "
+            f"{meta.get('version')}); upgrade mrtranslate"
+        )
+    return Dataset(root=root, meta=meta)
+
+
+def write_split(folder: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write one split's arrays as ``.npy`` files into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for key in ARRAYS:
+        np.save(folder / f"{key}.npy", arrays[key], allow_pickle=False)
+
+
+class SplitWriter:
+    """Streams images of one split into preallocated ``.npy`` memory maps (bounded memory)."""
+
+    def __init__(self, folder: Path, count: int, shape: tuple[int, int]):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.count = count
+        self.pos = 0
+        self.maps = {
+            c: np.lib.format.open_memmap(
+                folder / f"{c}.npy", mode="w+", dtype=np.float32, shape=(count, *shape)
+            )
+            for c in CONTRASTS
+        }
+        self.maps["mask"] = np.lib.format.open_memmap(
+            folder / "mask.npy", mode="w+", dtype=np.uint8, shape=(count, *shape)
+        )
+        self.small: dict[str, list] = {"subjects": [], "scale_t1w": [], "scale_t2w": []}
+
+    def add(self, subject: str, arrays: dict[str, np.ndarray]) -> None:
+        n = arrays["t1w"].shape[0]
+        end = self.pos + n
+        for key in ("t1w", "t2w", "mask"):
+            self.maps[key][self.pos : end] = arrays[key]
+        self.small["subjects"].extend([subject] * n)
+        self.small["scale_t1w"].extend(arrays["scale_t1w"].tolist())
+        self.small["scale_t2w"].extend(arrays["scale_t2w"].tolist())
+        self.pos = end
+
+    def close(self) -> None:
+        if self.pos != self.count:
+            raise RuntimeError(f"split has {self.pos} images, expected {self.count}")
+        for arr in self.maps.values():
+            arr.flush()
+        self.maps.clear()
+        np.save(self.folder / "subjects.npy", np.asarray(self.small["subjects"], dtype=str))
+        for key in ("scale_t1w", "scale_t2w"):
+            np.save(self.folder / f"{key}.npy", np.asarray(self.small[key], dtype=np.float32))
+
+
+def split_subjects(subjects: Iterable[str], test_count: int, seed: int) -> dict[str, list[str]]:
+    """Random subject-level split: ``test_count`` subjects to test, the rest to train."""
+    subjects = list(subjects)
+    order = np.random.default_rng(np.random.SeedSequence([seed, 7919])).permutation(len(subjects))
+    test = sorted(subjects[i] for i in order[:test_count])
+    test_set = set(test)
+    return {"train": [s for s in subjects if s not in test_set], "test": test}

@@ -1,0 +1,96 @@
+"""Atomic file and folder writes: a crash never leaves a half-written file that looks complete."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def _json_safe(value: Any) -> Any:
+    """Replace non-finite floats by strings ("inf", "-inf", "nan") so the JSON is standard."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return _json_safe(value.item())
+    return value
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp_path)`` and rename the result onto ``path`` (same folder, so atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Write ``data`` as indented, standard JSON (non-finite floats become strings) atomically."""
+    write_text_atomic(path, json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
+
+
+def to_json(data: Any) -> str:
+    """Serialise ``data`` to standard JSON text (non-finite floats become strings)."""
+    return json.dumps(_json_safe(data), indent=2, allow_nan=False)
+
+
+def check_writable_parent(path: Path) -> None:
+    """Raise ``PermissionError`` when the nearest existing parent of ``path`` is not writable."""
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise PermissionError(f"{parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"cannot write to {parent}")
+
+
+@contextmanager
+def atomic_directory(out: Path, overwrite: bool) -> Iterator[Path]:
+    """Build a folder in a hidden temporary sibling and move it onto ``out`` only on success.
+
+    An interrupted build leaves only the hidden ``.<name>.partial-*`` folder, never something at
+    ``out`` that looks complete. With ``overwrite`` an existing ``out`` is replaced only after the
+    new folder is complete.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if out.exists():
+        if any(out.iterdir()) and not overwrite:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise FileExistsError(f"{out} exists and is not empty")
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
