@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mrtranslate import __version__
+from mrtranslate import __version__, cli_eval, cli_models
 from mrtranslate.errors import TrainingError, UsageError
 
 
@@ -138,7 +138,14 @@ def _run_data(args: argparse.Namespace) -> int:
     raise UsageError(f"unknown data command {args.data_command}")
 
 
-COMMANDS = {"data": _run_data}
+COMMANDS = {
+    "data": _run_data,
+    "models": cli_models.run_models,
+    "train": cli_models.run_train,
+    "evaluate": cli_eval.run_evaluate,
+    "report": cli_eval.run_report,
+    "study": cli_eval.run_study,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,20 +164,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_EXTRA_COMMANDS: list = []
+_EXTRA_COMMANDS: list = [cli_models.register, cli_eval.register]
+
+
+def _exit_distributed_worker(code: int) -> int:
+    """End a torchrun worker without interpreter teardown.
+
+    With gloo, a worker whose process group was already destroyed sometimes aborts in C++
+    ("terminate called without an active exception") while the interpreter shuts down, about
+    one run in ten here, after all results were written. Flushing and ``os._exit`` skips that
+    teardown so a finished distributed run reports success.
+    """
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     try:
         args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        return _exit_distributed_worker(code) if args.command == "train" else code
     except UsageError as exc:
         print(f"mrtranslate: error: {exc}", file=sys.stderr)
         return 2
     except TrainingError as exc:
         print(f"mrtranslate: training stopped: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"mrtranslate: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("mrtranslate: interrupted", file=sys.stderr)
         return 130

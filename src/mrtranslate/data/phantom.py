@@ -42,6 +42,7 @@ class PhantomSpec:
     z_jitter_mm: float = 2.0
     warp_mm: float = 2.5
     snr: tuple[float, float] = (25.0, 45.0)
+    bias_std: float = 0.08  # log-amplitude of the smooth multiplicative bias field
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a one-line message when the spec is unusable."""
@@ -203,7 +204,7 @@ def make_subject(spec: PhantomSpec, index: int) -> dict[str, np.ndarray]:
         mask = frac["brain"] > 0.5
         for c, contrast in enumerate(("t1w", "t2w")):
             clean = sum(frac[t] * signals[t][c] for t in TISSUES)
-            bias = np.exp(_smooth_field(rng, (h, w), (4, 4), 0.08))
+            bias = np.exp(_smooth_field(rng, (h, w), (4, 4), spec.bias_std))
             sigma = signals["wm"][c] / snr[c]
             noisy = _rician(rng, clean * bias, sigma) * mask
             divisor = robust_scale(noisy, mask)

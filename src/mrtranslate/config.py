@@ -1,0 +1,288 @@
+"""Typed run configuration, the three profiles and validated ``--set key=value`` overrides.
+
+A run's configuration is a :class:`RunConfig` with three sections (``net``, ``loss``,
+``train``); every key can be overridden as ``section.key=value`` (for example
+``--set train.epochs=3``). Unknown keys and values of the wrong type are rejected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MODELS = ("cyclegan", "cyclegan_s", "unit", "generators_s", "simple")
+PROFILES = ("paper", "quick", "tiny")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class NetConfig:
+    """Network widths and depths (paper values by default)."""
+
+    gen_width: int = 32  # CycleGAN / Generators_s generator: filters of the first layer
+    gen_blocks: int = 9  # residual blocks of that generator
+    disc_width: int = 64  # PatchGAN filters of the first layer
+    unit_width: int = 64  # UNIT encoder filters of the first layer (latent: 4x this)
+    unit_blocks: int = 3  # UNIT residual blocks per encoder and per decoder
+    unit_scales: int = 3  # UNIT discriminator scales
+    unit_disc_width: int = 64  # UNIT discriminator filters of the first layer
+    unit_dropout: float = 0.0  # dropout in UNIT residual blocks, training only
+    simple_width: int = 256  # filters of the Simple model's hidden 1x1 conv
+
+
+@dataclass
+class LossConfig:
+    """Loss weights (Welander et al. 2018 and their code)."""
+
+    cycle: float = 10.0  # CycleGAN: L1 cycle loss, each direction
+    supervised: float = 10.0  # CycleGAN_s: L1 to the paired ground truth, each direction
+    identity: float = 0.0  # CycleGAN: optional identity loss ||G(y) - y||_1 (off in the paper)
+    pool_size: int = 50  # CycleGAN: past fakes kept for the discriminators
+    unit_adv: float = 10.0  # UNIT: adversarial (BCE), generator and discriminator
+    unit_kl: float = 0.1  # UNIT: latent prior term of the encoded real images
+    unit_rec: float = 100.0  # UNIT: within-domain reconstruction (L1)
+    unit_cycle: float = 100.0  # UNIT: cycle reconstruction (L1)
+    unit_kl_cycle: float = 0.1  # UNIT: latent prior term of the re-encoded translations
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, data sampling, precision, logging and checkpointing."""
+
+    epochs: int = 200
+    decay_epochs: int = 100  # lr decays linearly to 0 over the last decay_epochs (0 = constant)
+    steps_per_epoch: int = 0  # 0 = one pass over the training images
+    batch_size: int = 1
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    weight_decay: float = 0.0  # L2 added to the gradient (Adam weight_decay)
+    downsample: int = 1  # train at the data set's size divided by this (rounded to 4)
+    max_train_images: int = 0  # 0 = all training images
+    precision: str = "fp32"  # fp32 or bf16 (autocast)
+    seed: int = 0
+    device: str = "auto"  # auto, cpu, cuda or cuda:N
+    threads: int = 0  # torch intra-op threads; 0 = PyTorch's default
+    log_every: int = 25  # steps between TensorBoard scalars
+    checkpoint_every: int = 0  # steps between extra checkpoints (0 = at each epoch end only)
+
+    def validate(self) -> None:
+        positive = ("epochs", "batch_size", "downsample", "log_every")
+        for key in positive:
+            if getattr(self, key) <= 0:
+                raise ValueError(f"train.{key} must be positive, got {getattr(self, key)}")
+        for key in (
+            "decay_epochs",
+            "steps_per_epoch",
+            "max_train_images",
+            "checkpoint_every",
+            "threads",
+            "weight_decay",
+        ):
+            if getattr(self, key) < 0:
+                raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)}")
+        if self.decay_epochs > self.epochs:
+            raise ValueError("train.decay_epochs cannot exceed train.epochs")
+        if not self.lr > 0:
+            raise ValueError(f"train.lr must be positive, got {self.lr}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError("train.beta1 and train.beta2 must be in [0, 1)")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device}")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a training run."""
+
+    model: str
+    profile: str
+    net: NetConfig = field(default_factory=NetConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
+        for section in (self.net, self.loss):
+            for f in dataclasses.fields(section):
+                value = getattr(section, f.name)
+                if value < 0:
+                    raise ValueError(f"{f.name} must be >= 0, got {value}")
+        for key in (
+            "gen_width",
+            "disc_width",
+            "unit_width",
+            "unit_scales",
+            "unit_disc_width",
+            "simple_width",
+        ):
+            if getattr(self.net, key) <= 0:
+                raise ValueError(f"net.{key} must be positive")
+        if not self.net.unit_dropout < 1:
+            raise ValueError("net.unit_dropout must be below 1")
+        self.train.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        return cls(
+            model=data["model"],
+            profile=data["profile"],
+            net=NetConfig(**data["net"]),
+            loss=LossConfig(**data["loss"]),
+            train=TrainConfig(**data["train"]),
+        )
+
+
+def make_config(model: str, profile: str = "quick") -> RunConfig:
+    """The configuration of ``model`` under ``profile``.
+
+    - ``paper``: the paper's settings: full-size images, batch 1, CycleGAN(_s) 200 epochs with
+      linear decay over the last 100, UNIT 100 epochs at lr 1e-4 with weight decay and dropout,
+      supervised models 200 epochs with Adam's Keras defaults as in the seed code.
+    - ``quick``: the CPU default used by ``mrtranslate study``: images down-sampled 4x (76x64 for
+      the default phantom), narrower networks, bf16 autocast and a few epochs, so that all five
+      models train in about 10 minutes on 2 cores and still learn a real mapping.
+    - ``tiny``: for tests: small images and networks, a few steps.
+    """
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    cfg = RunConfig(model=model, profile=profile)
+    supervised = model in ("generators_s", "simple")
+    if model == "unit":
+        cfg.train.lr, cfg.train.epochs, cfg.train.decay_epochs = 1e-4, 100, 0
+        cfg.train.weight_decay = 1e-4  # Keras l2(5e-5) penalty => gradient 1e-4 * w
+    if supervised:  # Keras Adam() defaults, constant rate, as in the seed code
+        cfg.train.lr, cfg.train.beta1, cfg.train.decay_epochs = 1e-3, 0.9, 0
+    if profile == "paper":
+        if model == "unit":
+            cfg.net.unit_dropout = 0.5
+        return cfg
+    if profile == "quick":
+        _apply(cfg, QUICK.get(model, {}))
+    else:
+        _apply(cfg, TINY)
+    return cfg
+
+
+# Calibrated on the 2-core CPU machine (see the README's timing table).
+QUICK: dict[str, dict[str, Any]] = {
+    "cyclegan": {
+        "net.gen_width": 16,
+        "net.gen_blocks": 6,
+        "net.disc_width": 32,
+        "train.epochs": 6,
+        "train.decay_epochs": 3,
+        "train.batch_size": 4,
+        "train.lr": 4e-4,
+        "train.downsample": 4,
+        "train.precision": "bf16",
+    },
+    "cyclegan_s": {
+        "net.gen_width": 16,
+        "net.gen_blocks": 6,
+        "net.disc_width": 32,
+        "train.epochs": 6,
+        "train.decay_epochs": 3,
+        "train.batch_size": 4,
+        "train.lr": 4e-4,
+        "train.downsample": 4,
+        "train.precision": "bf16",
+    },
+    "unit": {
+        "net.unit_width": 16,
+        "net.unit_blocks": 2,
+        "net.unit_disc_width": 16,
+        "train.epochs": 6,
+        "train.batch_size": 4,
+        "train.lr": 2e-4,
+        "train.downsample": 4,
+        "train.precision": "bf16",
+    },
+    "generators_s": {
+        "net.gen_width": 16,
+        "net.gen_blocks": 6,
+        "train.epochs": 6,
+        "train.batch_size": 4,
+        "train.downsample": 4,
+        "train.precision": "bf16",
+    },
+    "simple": {
+        "train.epochs": 6,
+        "train.batch_size": 4,
+        "train.downsample": 4,
+        "train.precision": "bf16",
+    },
+}
+
+TINY: dict[str, Any] = {
+    "net.gen_width": 8,
+    "net.gen_blocks": 2,
+    "net.disc_width": 8,
+    "net.unit_width": 8,
+    "net.unit_blocks": 1,
+    "net.unit_scales": 2,
+    "net.unit_disc_width": 8,
+    "net.simple_width": 16,
+    "loss.pool_size": 4,
+    "train.epochs": 2,
+    "train.decay_epochs": 1,
+    "train.batch_size": 2,
+    "train.steps_per_epoch": 3,
+    "train.downsample": 2,
+    "train.log_every": 1,
+}
+
+
+def _apply(cfg: RunConfig, values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        section, name = key.split(".")
+        setattr(getattr(cfg, section), name, value)
+
+
+def _convert(text: str, kind: type, key: str) -> Any:
+    if kind is bool:
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{key} expects true or false, got {text!r}")
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{key} expects a value of type {kind.__name__}, got {text!r}") from None
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply ``section.key=value`` strings to ``cfg`` (in place) and validate the result.
+
+    Raises:
+        ValueError: malformed override, unknown key, or a value of the wrong type or range.
+    """
+    sections = {"net": cfg.net, "loss": cfg.loss, "train": cfg.train}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set expects section.key=value, got {item!r}")
+        section_name, _, name = key.partition(".")
+        section = sections.get(section_name)
+        types = {f.name: f.type for f in dataclasses.fields(section)} if section else {}
+        if name not in types:
+            valid = ", ".join(
+                f"{s}.{f.name}" for s, obj in sections.items() for f in dataclasses.fields(obj)
+            )
+            raise ValueError(f"unknown config key {key!r}; valid keys: {valid}")
+        kind = {"int": int, "float": float, "str": str, "bool": bool}[types[name]]
+        setattr(section, name, _convert(text.strip(), kind, key))
+    cfg.validate()
+    return cfg

@@ -1,0 +1,1 @@
+"""Evaluation: image-quality measures, translation of the test split, summaries and statistics."""

@@ -1,0 +1,99 @@
+"""The method protocol that the generic trainer drives, and the image pool of past fakes."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import nn
+
+Batch = dict[str, torch.Tensor]
+Logs = dict[str, torch.Tensor]
+
+
+class Method(nn.Module, ABC):
+    """A translation method: its networks, loss weights and the two optimisation steps.
+
+    Images are (B, 1, H, W) float tensors in [-1, 1]; a batch is ``{"t1w": ..., "t2w": ...}``
+    (paired or not, see :attr:`paired`). Steps return a scalar loss (float32), detached
+    log values, and for the generator step the generated images that the discriminator step
+    reuses (so no fake is computed twice).
+    """
+
+    name: str = ""
+    paired: bool = False  # True: the batch's T1w and T2w are the same subjects
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, *, name: str, net, loss, image_shape: tuple[int, int]) -> Method:
+        """Build from the run's ``net`` and ``loss`` config sections."""
+
+    @abstractmethod
+    def generator_parameters(self) -> list[nn.Parameter]:
+        """Parameters updated by the generator optimiser."""
+
+    def discriminator_parameters(self) -> list[nn.Parameter]:
+        return []
+
+    @abstractmethod
+    def generator_step(self, batch: Batch) -> tuple[torch.Tensor, Logs, Batch]:
+        """Losses of the generators. Returns (loss, logs, fakes) with fakes detached."""
+
+    @abstractmethod
+    def discriminator_step(self, batch: Batch, fakes: Batch) -> tuple[torch.Tensor, Logs]:
+        """Losses of the discriminators on real images and (pooled) detached fakes."""
+
+    @abstractmethod
+    def translate(self, images: torch.Tensor, direction: str) -> torch.Tensor:
+        """Translate (B, 1, H, W) images in [-1, 1]; ``direction`` is 't1-to-t2' or 't2-to-t1'.
+
+        Returns (B, 1, H, W) in [-1, 1]. Call in eval mode for deterministic output.
+        """
+
+    @abstractmethod
+    def generators(self) -> dict[str, nn.Module]:
+        """The modules needed by :meth:`translate` (for parameter counts and export)."""
+
+    def discriminators(self) -> dict[str, nn.Module]:
+        return {}
+
+
+def check_direction(direction: str) -> None:
+    if direction not in ("t1-to-t2", "t2-to-t1"):
+        raise ValueError(f"direction must be 't1-to-t2' or 't2-to-t1', got {direction!r}")
+
+
+class ImagePool(nn.Module):
+    """History of up to ``size`` past fakes for the discriminator (Shrivastava et al. 2017).
+
+    Each incoming fake is stored while the pool fills; once full, with probability 1/2 a random
+    stored fake is returned and replaced by the new one, otherwise the new one is returned.
+    Contents are buffers, so the pool is saved with the method's state dict. Randomness comes from
+    the global torch generator, which the trainer seeds and checkpoints.
+    """
+
+    def __init__(self, size: int, image_shape: tuple[int, int], channels: int = 1):
+        super().__init__()
+        self.size = size
+        self.register_buffer("images", torch.zeros(size, channels, *image_shape))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def query(self, fakes: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) fakes -> (B, C, H, W) images to show the discriminator."""
+        if self.size == 0:
+            return fakes
+        out = []
+        for fake in fakes.detach():
+            n = int(self.count)
+            if n < self.size:
+                self.images[n] = fake.to(self.images.dtype)
+                self.count += 1
+                out.append(fake)
+            elif torch.rand(()) < 0.5:
+                j = int(torch.randint(self.size, ()))
+                out.append(self.images[j].clone().to(fake.dtype))
+                self.images[j] = fake.to(self.images.dtype)
+            else:
+                out.append(fake)
+        return torch.stack(out)

@@ -1,0 +1,129 @@
+"""CycleGAN (Zhu et al. 2017) and CycleGAN_s (Welander et al. 2018) for T1w <-> T2w.
+
+Name map: G = ``g_t1_to_t2``, F = ``g_t2_to_t1``, D_Y = ``d_t2``, D_X = ``d_t1``.
+
+Generator objective (Zhu et al. 2017, eq. 1-3, with the least-squares GAN loss)::
+
+    L_G = (D_t2(G(t1)) - 1)^2 + (D_t1(F(t2)) - 1)^2
+          + lambda_cyc * (|F(G(t1)) - t1|_1 + |G(F(t2)) - t2|_1)
+          + lambda_id  * (|G(t2) - t2|_1 + |F(t1) - t1|_1)          (optional, off by default)
+          + lambda_sup * (|G(t1) - t2|_1 + |F(t2) - t1|_1)          (CycleGAN_s, paired batches)
+
+Discriminator objective: L_D = 1/2 [(D(real) - 1)^2 + D(pooled fake)^2] per domain, with a pool of
+past fakes. Weights: lambda_cyc = 10, lambda_sup = 10, lambda_id = 0.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mrtranslate.losses import l1, lsgan_loss
+from mrtranslate.methods.base import Batch, ImagePool, Logs, Method, check_direction
+from mrtranslate.nets import PatchDiscriminator, ResnetGenerator
+
+
+class CycleGAN(Method):
+    """CycleGAN; with ``supervised_weight > 0`` and paired batches it is CycleGAN_s.
+
+    Args:
+        gen_width, gen_blocks: generator width and residual blocks (paper: 32, 9).
+        disc_width: PatchGAN width (paper: 64).
+        cycle_weight, identity_weight, supervised_weight: loss weights (10, 0, 0 or 10).
+        pool_size: past fakes kept per domain (50).
+        image_shape: (H, W) of training images, for the pool's buffers.
+    """
+
+    def __init__(
+        self,
+        *,
+        gen_width: int = 32,
+        gen_blocks: int = 9,
+        disc_width: int = 64,
+        cycle_weight: float = 10.0,
+        identity_weight: float = 0.0,
+        supervised_weight: float = 0.0,
+        pool_size: int = 50,
+        image_shape: tuple[int, int] = (304, 256),
+        name: str = "cyclegan",
+    ):
+        super().__init__()
+        self.name = name
+        self.paired = supervised_weight > 0
+        self.cycle_weight = cycle_weight
+        self.identity_weight = identity_weight
+        self.supervised_weight = supervised_weight
+        self.g_t1_to_t2 = ResnetGenerator(width=gen_width, blocks=gen_blocks)
+        self.g_t2_to_t1 = ResnetGenerator(width=gen_width, blocks=gen_blocks)
+        self.d_t1 = PatchDiscriminator(width=disc_width)
+        self.d_t2 = PatchDiscriminator(width=disc_width)
+        self.pool_t1 = ImagePool(pool_size, image_shape)
+        self.pool_t2 = ImagePool(pool_size, image_shape)
+
+    @classmethod
+    def from_config(cls, *, name, net, loss, image_shape) -> CycleGAN:
+        return cls(
+            gen_width=net.gen_width,
+            gen_blocks=net.gen_blocks,
+            disc_width=net.disc_width,
+            cycle_weight=loss.cycle,
+            identity_weight=loss.identity,
+            supervised_weight=loss.supervised if name == "cyclegan_s" else 0.0,
+            pool_size=loss.pool_size,
+            image_shape=image_shape,
+            name=name,
+        )
+
+    def generators(self):
+        return {"g_t1_to_t2": self.g_t1_to_t2, "g_t2_to_t1": self.g_t2_to_t1}
+
+    def discriminators(self):
+        return {"d_t1": self.d_t1, "d_t2": self.d_t2}
+
+    def generator_parameters(self):
+        return [*self.g_t1_to_t2.parameters(), *self.g_t2_to_t1.parameters()]
+
+    def discriminator_parameters(self):
+        return [*self.d_t1.parameters(), *self.d_t2.parameters()]
+
+    def generator_step(self, batch: Batch) -> tuple[torch.Tensor, Logs, Batch]:
+        real_t1, real_t2 = batch["t1w"], batch["t2w"]
+        fake_t2 = self.g_t1_to_t2(real_t1)
+        fake_t1 = self.g_t2_to_t1(real_t2)
+        rec_t1 = self.g_t2_to_t1(fake_t2)
+        rec_t2 = self.g_t1_to_t2(fake_t1)
+        logs = {
+            "g/adv_t2": lsgan_loss(self.d_t2(fake_t2), True),
+            "g/adv_t1": lsgan_loss(self.d_t1(fake_t1), True),
+            "g/cycle_t1": l1(rec_t1, real_t1),
+            "g/cycle_t2": l1(rec_t2, real_t2),
+        }
+        loss = logs["g/adv_t1"] + logs["g/adv_t2"]
+        loss = loss + self.cycle_weight * (logs["g/cycle_t1"] + logs["g/cycle_t2"])
+        if self.identity_weight > 0:
+            logs["g/identity_t2"] = l1(self.g_t1_to_t2(real_t2), real_t2)
+            logs["g/identity_t1"] = l1(self.g_t2_to_t1(real_t1), real_t1)
+            loss = loss + self.identity_weight * (logs["g/identity_t1"] + logs["g/identity_t2"])
+        if self.supervised_weight > 0:
+            logs["g/sup_t2"] = l1(fake_t2, real_t2)
+            logs["g/sup_t1"] = l1(fake_t1, real_t1)
+            loss = loss + self.supervised_weight * (logs["g/sup_t1"] + logs["g/sup_t2"])
+        logs = {k: v.detach() for k, v in logs.items()}
+        logs["g/total"] = loss.detach()
+        return loss, logs, {"t1w": fake_t1.detach(), "t2w": fake_t2.detach()}
+
+    def discriminator_step(self, batch: Batch, fakes: Batch) -> tuple[torch.Tensor, Logs]:
+        pooled_t1 = self.pool_t1.query(fakes["t1w"])
+        pooled_t2 = self.pool_t2.query(fakes["t2w"])
+        loss_t1 = 0.5 * (
+            lsgan_loss(self.d_t1(batch["t1w"]), True) + lsgan_loss(self.d_t1(pooled_t1), False)
+        )
+        loss_t2 = 0.5 * (
+            lsgan_loss(self.d_t2(batch["t2w"]), True) + lsgan_loss(self.d_t2(pooled_t2), False)
+        )
+        loss = loss_t1 + loss_t2
+        return loss, {"d/t1": loss_t1.detach(), "d/t2": loss_t2.detach()}
+
+    def translate(self, images: torch.Tensor, direction: str) -> torch.Tensor:
+        check_direction(direction)
+        net = self.g_t1_to_t2 if direction == "t1-to-t2" else self.g_t2_to_t1
+        return net(images)

@@ -1,0 +1,78 @@
+"""Supervised baselines trained with L1 only on paired images (Welander et al. 2018).
+
+- Generators_s: the CycleGAN generators, one per direction, no adversarial or cycle loss.
+- Simple: two 1x1 conv layers per direction (a learned intensity mapping).
+
+Objective: L = |G(t1) - t2|_1 + |F(t2) - t1|_1 (means over pixels and batch).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mrtranslate.losses import l1
+from mrtranslate.methods.base import Batch, Logs, Method, check_direction
+from mrtranslate.nets import ResnetGenerator, SimpleTranslator
+
+
+class SupervisedL1(Method):
+    """Two independent translators trained with L1 to the paired ground truth.
+
+    Args:
+        g_t1_to_t2, g_t2_to_t1: the translators ((B, 1, H, W) in [-1, 1] -> same shape).
+        name: the model name.
+    """
+
+    paired = True
+
+    def __init__(self, *, g_t1_to_t2: nn.Module, g_t2_to_t1: nn.Module, name: str):
+        super().__init__()
+        self.name = name
+        self.g_t1_to_t2 = g_t1_to_t2
+        self.g_t2_to_t1 = g_t2_to_t1
+
+    def generators(self):
+        return {"g_t1_to_t2": self.g_t1_to_t2, "g_t2_to_t1": self.g_t2_to_t1}
+
+    def generator_parameters(self):
+        return [*self.g_t1_to_t2.parameters(), *self.g_t2_to_t1.parameters()]
+
+    def generator_step(self, batch: Batch) -> tuple[torch.Tensor, Logs, Batch]:
+        fake_t2 = self.g_t1_to_t2(batch["t1w"])
+        fake_t1 = self.g_t2_to_t1(batch["t2w"])
+        sup_t2 = l1(fake_t2, batch["t2w"])
+        sup_t1 = l1(fake_t1, batch["t1w"])
+        loss = sup_t1 + sup_t2
+        logs = {"g/sup_t1": sup_t1.detach(), "g/sup_t2": sup_t2.detach(), "g/total": loss.detach()}
+        return loss, logs, {"t1w": fake_t1.detach(), "t2w": fake_t2.detach()}
+
+    def discriminator_step(self, batch: Batch, fakes: Batch) -> tuple[torch.Tensor, Logs]:
+        raise RuntimeError(f"{self.name} has no discriminator")
+
+    def translate(self, images: torch.Tensor, direction: str) -> torch.Tensor:
+        check_direction(direction)
+        net = self.g_t1_to_t2 if direction == "t1-to-t2" else self.g_t2_to_t1
+        return net(images).clamp(-1.0, 1.0)
+
+
+class GeneratorsS(SupervisedL1):
+    """Generators_s: CycleGAN's ResNet generators trained with L1 only."""
+
+    @classmethod
+    def from_config(cls, *, name, net, loss, image_shape) -> GeneratorsS:
+        def make():
+            return ResnetGenerator(width=net.gen_width, blocks=net.gen_blocks)
+
+        return cls(g_t1_to_t2=make(), g_t2_to_t1=make(), name=name)
+
+
+class Simple(SupervisedL1):
+    """Simple: 1x1 conv (256, ReLU) then 1x1 conv to one channel, trained with L1."""
+
+    @classmethod
+    def from_config(cls, *, name, net, loss, image_shape) -> Simple:
+        def make():
+            return SimpleTranslator(width=net.simple_width)
+
+        return cls(g_t1_to_t2=make(), g_t2_to_t1=make(), name=name)

@@ -1,0 +1,169 @@
+"""UNIT (Liu, Breuel & Kautz 2017) for T1w <-> T2w, with the loss weights of Welander et al.
+
+Shared-latent model: x -> E_domain -> shared block -> mu; z = mu + n with n ~ N(0, I) during
+training (z = mu at inference); h = shared block(z); image = Decoder_domain(h).
+
+Generator objective (Liu et al. 2017, eq. 2-6; weights lambda_0..4 = 10, 0.1, 100, 0.1, 100)::
+
+    L_G = lambda_0 (BCE(D_t2(t1->t2), 1) + BCE(D_t1(t2->t1), 1))
+        + lambda_1 (KL(mu_t1) + KL(mu_t2))                      KL(mu) := mean(mu^2)
+        + lambda_2 (|t1->t1 - t1|_1 + |t2->t2 - t2|_1)            within-domain reconstruction
+        + lambda_3 (KL(mu of E_t2(t1->t2)) + KL(mu of E_t1(t2->t1)))
+        + lambda_4 (|t1->t2->t1 - t1|_1 + |t2->t1->t2 - t2|_1)    cycle reconstruction
+
+Discriminator objective: lambda_0 (BCE(D(real), 1) + BCE(D(fake), 0)) per domain, summed over
+scales; fakes come from the generator step of the same iteration (no pool, as in the seed code).
+See :mod:`mrtranslate.nets.unit` for the corrections of the seed code's defects.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mrtranslate.losses import bce_gan_loss, l1, latent_kl
+from mrtranslate.methods.base import Batch, Logs, Method, check_direction
+from mrtranslate.nets.unit import (
+    UnitDecoder,
+    UnitEncoder,
+    UnitMultiScaleDiscriminator,
+    UnitResBlock,
+    init_normal,
+)
+
+
+class Unit(Method):
+    """UNIT with per-domain encoders/decoders, shared latent blocks and multi-scale Ds.
+
+    Args:
+        width, blocks, dropout: encoder/decoder width (64), residual blocks (3), dropout (0).
+        disc_width, scales: discriminator width (64) and scales (3).
+        adv_weight, kl_weight, rec_weight, kl_cycle_weight, cycle_weight: 10, 0.1, 100, 0.1, 100.
+    """
+
+    def __init__(
+        self,
+        *,
+        width: int = 64,
+        blocks: int = 3,
+        dropout: float = 0.0,
+        disc_width: int = 64,
+        scales: int = 3,
+        adv_weight: float = 10.0,
+        kl_weight: float = 0.1,
+        rec_weight: float = 100.0,
+        kl_cycle_weight: float = 0.1,
+        cycle_weight: float = 100.0,
+    ):
+        super().__init__()
+        self.name = "unit"
+        self.weights = {
+            "adv": adv_weight,
+            "kl": kl_weight,
+            "rec": rec_weight,
+            "kl_cycle": kl_cycle_weight,
+            "cycle": cycle_weight,
+        }
+        self.enc_t1 = UnitEncoder(width=width, blocks=blocks, dropout=dropout)
+        self.enc_t2 = UnitEncoder(width=width, blocks=blocks, dropout=dropout)
+        self.shared_enc = UnitResBlock(width * 4, dropout)
+        self.shared_dec = UnitResBlock(width * 4, dropout)
+        self.dec_t1 = UnitDecoder(width=width, blocks=blocks, dropout=dropout)
+        self.dec_t2 = UnitDecoder(width=width, blocks=blocks, dropout=dropout)
+        self.d_t1 = UnitMultiScaleDiscriminator(width=disc_width, scales=scales)
+        self.d_t2 = UnitMultiScaleDiscriminator(width=disc_width, scales=scales)
+        init_normal(self)
+
+    @classmethod
+    def from_config(cls, *, name, net, loss, image_shape) -> Unit:
+        return cls(
+            width=net.unit_width,
+            blocks=net.unit_blocks,
+            dropout=net.unit_dropout,
+            disc_width=net.unit_disc_width,
+            scales=net.unit_scales,
+            adv_weight=loss.unit_adv,
+            kl_weight=loss.unit_kl,
+            rec_weight=loss.unit_rec,
+            kl_cycle_weight=loss.unit_kl_cycle,
+            cycle_weight=loss.unit_cycle,
+        )
+
+    def generators(self) -> dict[str, nn.Module]:
+        return {
+            "enc_t1": self.enc_t1,
+            "enc_t2": self.enc_t2,
+            "shared_enc": self.shared_enc,
+            "shared_dec": self.shared_dec,
+            "dec_t1": self.dec_t1,
+            "dec_t2": self.dec_t2,
+        }
+
+    def discriminators(self) -> dict[str, nn.Module]:
+        return {"d_t1": self.d_t1, "d_t2": self.d_t2}
+
+    def generator_parameters(self):
+        return [p for m in self.generators().values() for p in m.parameters()]
+
+    def discriminator_parameters(self):
+        return [*self.d_t1.parameters(), *self.d_t2.parameters()]
+
+    def encode(self, images: torch.Tensor, encoder: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images -> (mu, z): z = mu + N(0, I) noise in training mode, z = mu in eval mode."""
+        mu = self.shared_enc(encoder(images))
+        z = mu + torch.randn_like(mu) if self.training else mu
+        return mu, z
+
+    def decode(self, z: torch.Tensor, decoder: nn.Module) -> torch.Tensor:
+        return decoder(self.shared_dec(z))
+
+    def generator_step(self, batch: Batch) -> tuple[torch.Tensor, Logs, Batch]:
+        real_t1, real_t2 = batch["t1w"], batch["t2w"]
+        mu_t1, z_t1 = self.encode(real_t1, self.enc_t1)
+        mu_t2, z_t2 = self.encode(real_t2, self.enc_t2)
+        h_t1, h_t2 = self.shared_dec(z_t1), self.shared_dec(z_t2)
+        rec_t1, fake_t2 = self.dec_t1(h_t1), self.dec_t2(h_t1)
+        rec_t2, fake_t1 = self.dec_t2(h_t2), self.dec_t1(h_t2)
+        mu_cyc_t1, z_cyc_t1 = self.encode(fake_t2, self.enc_t2)  # t1 -> t2 -> latent
+        mu_cyc_t2, z_cyc_t2 = self.encode(fake_t1, self.enc_t1)
+        cyc_t1 = self.decode(z_cyc_t1, self.dec_t1)
+        cyc_t2 = self.decode(z_cyc_t2, self.dec_t2)
+        logs = {
+            "g/adv_t2": bce_gan_loss(self.d_t2(fake_t2), True),
+            "g/adv_t1": bce_gan_loss(self.d_t1(fake_t1), True),
+            "g/kl": latent_kl(mu_t1) + latent_kl(mu_t2),
+            "g/rec_t1": l1(rec_t1, real_t1),
+            "g/rec_t2": l1(rec_t2, real_t2),
+            "g/kl_cycle": latent_kl(mu_cyc_t1) + latent_kl(mu_cyc_t2),
+            "g/cycle_t1": l1(cyc_t1, real_t1),
+            "g/cycle_t2": l1(cyc_t2, real_t2),
+        }
+        w = self.weights
+        loss = (
+            w["adv"] * (logs["g/adv_t1"] + logs["g/adv_t2"])
+            + w["kl"] * logs["g/kl"]
+            + w["rec"] * (logs["g/rec_t1"] + logs["g/rec_t2"])
+            + w["kl_cycle"] * logs["g/kl_cycle"]
+            + w["cycle"] * (logs["g/cycle_t1"] + logs["g/cycle_t2"])
+        )
+        logs = {k: v.detach() for k, v in logs.items()}
+        logs["g/total"] = loss.detach()
+        return loss, logs, {"t1w": fake_t1.detach(), "t2w": fake_t2.detach()}
+
+    def discriminator_step(self, batch: Batch, fakes: Batch) -> tuple[torch.Tensor, Logs]:
+        loss_t1 = bce_gan_loss(self.d_t1(batch["t1w"]), True) + bce_gan_loss(
+            self.d_t1(fakes["t1w"]), False
+        )
+        loss_t2 = bce_gan_loss(self.d_t2(batch["t2w"]), True) + bce_gan_loss(
+            self.d_t2(fakes["t2w"]), False
+        )
+        loss = self.weights["adv"] * (loss_t1 + loss_t2)
+        return loss, {"d/t1": loss_t1.detach(), "d/t2": loss_t2.detach()}
+
+    def translate(self, images: torch.Tensor, direction: str) -> torch.Tensor:
+        check_direction(direction)
+        if direction == "t1-to-t2":
+            mu, _ = self.encode(images, self.enc_t1)
+            return self.decode(mu, self.dec_t2)
+        mu, _ = self.encode(images, self.enc_t2)
+        return self.decode(mu, self.dec_t1)

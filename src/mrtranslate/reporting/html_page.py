@@ -1,0 +1,180 @@
+"""The self-contained HTML report (images embedded as base64; opens from disk, no server)."""
+
+from __future__ import annotations
+
+import json
+import math
+from html import escape
+from pathlib import Path
+
+from mrtranslate import __version__
+from mrtranslate.evaluation import metrics
+from mrtranslate.reporting.tables import LABELS
+
+STYLE = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:0.85em}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th{background:#f3f3f3} td:first-child,td:nth-child(2){text-align:left}
+img{max-width:100%} pre{background:#f6f6f6;padding:1em;white-space:pre-wrap;font-size:0.85em}
+.small{color:#666;font-size:0.85em}
+"""
+
+
+def _num(value, digits: int = 3) -> str:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return escape(str(value))
+    if math.isinf(value):
+        return "inf"
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:.{digits}g}" if abs(value) < 1e-3 and value else f"{value:.{digits}f}"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _summary_table(rows: list[dict]) -> str:
+    headers = ["model", "direction"] + [f"{v} mean [95% CI]" for v in LABELS.values()] + ["n"]
+    body = []
+    for r in rows:
+        cells = [escape(r["model"]), escape(r["direction"])]
+        for key in LABELS:
+            cells.append(
+                f"{_num(r[key + '_mean'])} [{_num(r[key + '_ci95_low'])}, "
+                f"{_num(r[key + '_ci95_high'])}]"
+            )
+        body.append(cells + [str(r["n"])])
+    return _table(headers, body)
+
+
+def _timing_table(summaries: list[dict]) -> str:
+    rows = []
+    for s in summaries:
+        t = s["training"]
+        syn = s["synthesis"]["t1-to-t2"]
+        batched = [k for k in syn if k != "seconds_per_image_batch1"]
+        rows.append(
+            [
+                escape(s["display_name"]),
+                _num(t.get("mean_seconds_per_epoch")),
+                str(t.get("images_per_epoch")),
+                escape(str(t.get("precision"))),
+                escape(str(t.get("device"))),
+                _num(1000 * syn["seconds_per_image_batch1"]),
+                _num(1000 * syn[batched[0]]) if batched else "n/a",
+            ]
+        )
+    return _table(
+        [
+            "model",
+            "training s/epoch",
+            "images/epoch",
+            "precision",
+            "device",
+            "synthesis ms/image (batch 1)",
+            "synthesis ms/image (batched)",
+        ],
+        rows,
+    )
+
+
+def _stats_table(stats: list[dict], variant: str) -> str:
+    rows = []
+    for r in stats:
+        if r["measure"].endswith("_mask") != (variant == "_mask"):
+            continue
+        star = " *" if r["p_holm"] < 0.05 else ""
+        rows.append(
+            [
+                escape(r["direction"]),
+                escape(r["measure"]),
+                escape(r["a"]),
+                escape(r["b"]),
+                _num(r["median_difference"]),
+                _num(r["p"]),
+                _num(r["p_holm"]) + star,
+            ]
+        )
+    return _table(
+        [
+            "direction",
+            "measure",
+            "model a",
+            "model b",
+            "median difference (a - b)",
+            "p (Wilcoxon)",
+            "p (Holm)",
+        ],
+        rows,
+    )
+
+
+def _settings(runs: list[Path]) -> str:
+    parts = []
+    for run in runs:
+        cfg_path = run / "config.json"
+        cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+        parts.append(
+            f"<details><summary>{escape(run.name)}: {escape(str(cfg.get('model')))}, "
+            f"profile {escape(str(cfg.get('profile')))}</summary><pre>"
+            f"{escape(json.dumps(cfg, indent=1))}</pre></details>"
+        )
+    return "".join(parts)
+
+
+def render_page(
+    summaries: list[dict],
+    runs: list[Path],
+    images: dict[str, str],
+    tables: dict[str, list[dict]],
+    subject: str,
+) -> str:
+    first = summaries[0]
+    shape = "x".join(str(v) for v in first["evaluation_shape"])
+    models = ", ".join(s["display_name"] for s in summaries)
+    sections = [
+        f"<h1>mrtranslate report</h1><p class=small>mrtranslate {__version__}; runs: "
+        f"{escape(', '.join(str(r) for r in runs))}</p>",
+        "<h2>Data and settings</h2>",
+        f"<p>Data set: <code>{escape(first['data'])}</code>; {first['test_images']} test images "
+        f"per contrast, compared at {shape} pixels (the runs' working resolution). Models: "
+        f"{escape(models)}; profile {escape(str(first['profile']))}.</p>",
+        _settings(runs),
+        "<h2>Figure 1: error measures</h2><p>Mean per model and direction over the test images, "
+        "error bars = 95% confidence interval of the mean. Whole image (the paper's way):</p>",
+        f'<img alt="Figure 1" src="data:image/png;base64,{images["figure1"]}">',
+        "<p>Inside the brain mask:</p>",
+        f'<img alt="Figure 1, mask" src="data:image/png;base64,{images["figure1_mask"]}">',
+        "<h2>Figure 2: example translations</h2>",
+        f"<p>Test subject <code>{escape(subject)}</code>. Top: the real images (each is the input "
+        "of the other contrast's translations and the ground truth of its own). Sides: relative "
+        "absolute error maps.</p>",
+        f'<img alt="Figure 2" src="data:image/png;base64,{images["figure2"]}">',
+        "<h2>Summary tables</h2><h3>Whole image</h3>",
+        _summary_table(tables["summary"]),
+        "<h3>Inside the brain mask</h3>",
+        _summary_table(tables["summary_mask"]),
+        "<p class=small>'copy input' and 'histogram matching' are reference points that need no "
+        "training.</p>",
+        "<h2>Timing</h2>",
+        _timing_table(summaries),
+        "<h2>Statistical comparisons</h2><p>Two-sided Wilcoxon signed-rank tests on the per-image "
+        "values of each pair of models, Holm-corrected within each direction and measure; "
+        "* marks p (Holm) &lt; 0.05.</p>",
+        "<h3>Whole image</h3>",
+        _stats_table(tables["statistics"], ""),
+        "<h3>Inside the brain mask</h3>",
+        _stats_table(tables["statistics"], "_mask"),
+        "<h2>Metric definitions</h2>",
+        f"<pre>{escape(metrics.__doc__.strip())}</pre>",
+    ]
+    return (
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>mrtranslate report"
+        f"</title><style>{STYLE}</style></head><body>{''.join(sections)}</body></html>\n"
+    )

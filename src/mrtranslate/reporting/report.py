@@ -1,0 +1,156 @@
+"""``mrtranslate report``: figures, tables, statistics and a self-contained ``report.html``."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mrtranslate.data.dataset import open_dataset
+from mrtranslate.data.tensors import load_images, to_data_range
+from mrtranslate.errors import UsageError
+from mrtranslate.evaluation.metrics import MEASURES
+from mrtranslate.fileio import atomic_write, write_json_atomic, write_text_atomic
+from mrtranslate.reporting import figures
+from mrtranslate.reporting.html_page import render_page
+from mrtranslate.reporting.statistics import pairwise_tests
+from mrtranslate.reporting.tables import summary_markdown, summary_rows
+
+
+def load_evaluation(run_dir: Path) -> tuple[dict, list[dict]]:
+    """A run's ``eval/summary.json`` and per-image rows of ``eval/metrics.csv``."""
+    summary_path = run_dir / "eval" / "summary.json"
+    if not summary_path.is_file():
+        raise UsageError(
+            f"{run_dir} has not been evaluated; run 'mrtranslate evaluate --run {run_dir}' first"
+        )
+    summary = json.loads(summary_path.read_text())
+    with open(run_dir / "eval" / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return summary, rows
+
+
+def _check_comparable(summaries: list[dict], runs: list[Path]) -> None:
+    first = summaries[0]
+    for summary, run in zip(summaries[1:], runs[1:]):
+        for key in ("data", "evaluation_shape", "test_images"):
+            if summary[key] != first[key]:
+                raise UsageError(
+                    f"{run} was evaluated with {key} {summary[key]}, but {runs[0]} "
+                    f"with {first[key]}; a report compares runs on the same data"
+                )
+
+
+def _statistics(summaries: list[dict], rows: list[list[dict]]) -> list[dict]:
+    out = []
+    for direction in ("t1-to-t2", "t2-to-t1"):
+        for variant in ("", "_mask"):
+            for measure in MEASURES:
+                key = measure + variant
+                values = {
+                    s["display_name"]: np.array(
+                        [float(r[key]) for r in run_rows if r["direction"] == direction]
+                    )
+                    for s, run_rows in zip(summaries, rows)
+                }
+                for test in pairwise_tests(values):
+                    out.append({"direction": direction, "measure": key, **test})
+    return out
+
+
+def _save_figure(fig, out: Path, stem: str) -> str:
+    """Save PNG and SVG; return the PNG as base64 for embedding."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    png = buf.getvalue()
+    atomic_write(out / f"{stem}.png", lambda tmp: tmp.write_bytes(png))
+    atomic_write(
+        out / f"{stem}.svg", lambda tmp: fig.savefig(tmp, format="svg", bbox_inches="tight")
+    )
+    plt.close(fig)
+    return base64.b64encode(png).decode("ascii")
+
+
+def _csv(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _example_images(summaries: list[dict], runs: list[Path], index: int) -> tuple:
+    dataset = open_dataset(summaries[0]["data"])
+    shape = tuple(summaries[0]["evaluation_shape"])
+    split = dataset.split("test")
+    if not 0 <= index < len(split):
+        raise UsageError(f"--subject-index must be in [0, {len(split) - 1}], got {index}")
+    pick = np.array([index])
+    real_t1 = to_data_range(load_images(split, "t1w", shape, pick))[0, 0].numpy()
+    real_t2 = to_data_range(load_images(split, "t2w", shape, pick))[0, 0].numpy()
+    synthetic = {}
+    for summary, run in zip(summaries, runs):
+        synthetic[summary["display_name"]] = {
+            d: np.load(run / "eval" / f"synthetic_{d}.npy", mmap_mode="r")[index]
+            for d in ("t1-to-t2", "t2-to-t1")
+        }
+    return real_t1, real_t2, synthetic, str(split.subjects[index])
+
+
+def build_report(runs: list[str | Path], out: str | Path, subject_index: int = 0) -> Path:
+    """Write figures, tables, statistics and ``report.html`` for evaluated ``runs`` into ``out``."""
+    runs = [Path(r) for r in runs]
+    for run in runs:
+        if not run.is_dir():
+            raise UsageError(f"run folder not found: {run}")
+    loaded = [load_evaluation(r) for r in runs]
+    summaries = [s for s, _ in loaded]
+    _check_comparable(summaries, runs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    images = {
+        "figure1": _save_figure(figures.figure_bars(summaries), out, "figure1_measures"),
+        "figure1_mask": _save_figure(
+            figures.figure_bars(summaries, variant="_mask"), out, "figure1_measures_mask"
+        ),
+    }
+    real_t1, real_t2, synthetic, subject = _example_images(summaries, runs, subject_index)
+    images["figure2"] = _save_figure(
+        figures.figure_examples(real_t1, real_t2, synthetic), out, "figure2_examples"
+    )
+    tables = {
+        "summary": summary_rows(summaries),
+        "summary_mask": summary_rows(summaries, variant="_mask"),
+        "statistics": _statistics(summaries, [rows for _, rows in loaded]),
+    }
+    for name, rows in tables.items():
+        write_text_atomic(out / f"{name}.csv", _csv(rows))
+    markdown = {"whole": summary_markdown(summaries), "mask": summary_markdown(summaries, "_mask")}
+    write_text_atomic(
+        out / "summary.md",
+        "## Whole image\n\n"
+        + markdown["whole"]
+        + "\n\n## Inside the brain mask\n\n"
+        + markdown["mask"]
+        + "\n",
+    )
+    write_json_atomic(
+        out / "report.json",
+        {
+            "runs": [str(r) for r in runs],
+            "summaries": summaries,
+            "statistics": tables["statistics"],
+        },
+    )
+    page = render_page(summaries, runs, images, tables, subject)
+    write_text_atomic(out / "report.html", page)
+    return out / "report.html"

@@ -1,0 +1,1 @@
+"""The generic training loop, checkpoints, seeding and run records (model-agnostic)."""

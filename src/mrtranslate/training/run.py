@@ -1,0 +1,245 @@
+"""A training run on disk: set up from a data set and a config, train or resume, load for use.
+
+Run folder::
+
+    RUN/
+      config.json       the resolved configuration (model, profile, net, loss, train)
+      run.json          data set, image sizes, seed, package versions, git commit, command,
+                        parameter counts, seconds per epoch, finished or not
+      checkpoint.pt     the latest checkpoint (atomic; loads with weights_only=True)
+      tensorboard/      TensorBoard scalars and sample images
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mrtranslate.config import RunConfig, apply_overrides, make_config
+from mrtranslate.data.dataset import open_dataset
+from mrtranslate.data.tensors import load_images, working_shape
+from mrtranslate.errors import UsageError
+from mrtranslate.fileio import check_writable_parent, write_json_atomic
+from mrtranslate.methods import DISPLAY_NAMES, Method, build_method
+from mrtranslate.nets import count_parameters
+from mrtranslate.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from mrtranslate.training.distributed import (
+    DistInfo,
+    barrier,
+    broadcast_parameters,
+    init_distributed,
+    shutdown,
+)
+from mrtranslate.training.runinfo import environment
+from mrtranslate.training.seed import seed_everything
+from mrtranslate.training.trainer import Trainer, TrainingData
+
+
+def resolve_device(name: str, dist_info: DistInfo | None = None) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is a usage error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError("train.device is cuda but no CUDA device is available")
+        if name == "cuda" and dist_info is not None and dist_info.enabled:
+            name = f"cuda:{dist_info.local_rank}"
+    return torch.device(name)
+
+
+def parameter_counts(method: Method) -> dict[str, int]:
+    nets = {**method.generators(), **method.discriminators()}
+    return {name: count_parameters(net) for name, net in nets.items()}
+
+
+def _resolve_config(
+    model: str, profile: str, overrides: list[str], run_dir: Path, resume: bool
+) -> tuple[RunConfig, dict | None]:
+    checkpoint_path = run_dir / CHECKPOINT_NAME
+    if resume and checkpoint_path.is_file():
+        state = load_checkpoint(checkpoint_path)
+        cfg = RunConfig.from_dict(state["config"])
+        if cfg.model != model:
+            raise UsageError(f"{run_dir} holds a {cfg.model} run, not {model}")
+    else:
+        if checkpoint_path.is_file():
+            raise UsageError(
+                f"{run_dir} already holds a training run; use --resume to continue "
+                "it or choose another --out"
+            )
+        state = None
+        try:
+            cfg = make_config(model, profile)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+    try:
+        apply_overrides(cfg, overrides)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return cfg, state
+
+
+def train_run(
+    model: str,
+    data_dir: str | Path,
+    run_dir: str | Path,
+    profile: str = "quick",
+    overrides: list[str] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> dict:
+    """Train (or resume) ``model`` on the data set ``data_dir`` into ``run_dir``.
+
+    Returns the run record (also written to ``run.json``). ``stop_after`` limits the number of
+    steps of this call (for tests and time-boxed jobs); the run can be resumed later.
+    """
+    run_dir = Path(run_dir)
+    dataset = open_dataset(data_dir)
+    train_split = dataset.split("train")
+    if len(train_split) == 0:
+        raise UsageError(f"the training split of {data_dir} is empty")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out {run_dir} exists and is not a folder")
+    try:
+        check_writable_parent(run_dir / "x")
+    except PermissionError as exc:
+        raise UsageError(f"cannot write the run folder {run_dir}: {exc}") from exc
+    cfg, state = _resolve_config(model, profile, overrides or [], run_dir, resume)
+    try:
+        shape = working_shape(dataset.shape, cfg.train.downsample)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+
+    device = resolve_device(cfg.train.device)
+    dist_info = init_distributed(device.type)
+    device = resolve_device(cfg.train.device, dist_info)
+    try:
+        seed_everything(cfg.train.seed)
+        method = build_method(cfg.model, cfg.net, cfg.loss, shape).to(device)
+        broadcast_parameters(method, dist_info)
+        count = len(train_split)
+        if cfg.train.max_train_images:
+            count = min(count, cfg.train.max_train_images)
+        indices = np.arange(count)
+        data = TrainingData(
+            t1w=load_images(train_split, "t1w", shape, indices),
+            t2w=load_images(train_split, "t2w", shape, indices),
+        )
+        record = {
+            "model": cfg.model,
+            "display_name": DISPLAY_NAMES[cfg.model],
+            "profile": cfg.profile,
+            "data": {"path": str(Path(data_dir).resolve()), **dataset.info()},
+            "data_image_shape": list(dataset.shape),
+            "model_image_shape": list(shape),
+            "train_images": count,
+            "seed": cfg.train.seed,
+            "precision": cfg.train.precision,
+            "device": str(device),
+            "world_size": dist_info.world_size,
+            "parameters": parameter_counts(method),
+            "environment": environment(),
+        }
+        writer = None
+        if dist_info.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(run_dir / "config.json", cfg.to_dict())
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(run_dir / "tensorboard"))
+        trainer = Trainer(method, cfg.train, data, run_dir, device, dist_info, progress, writer)
+        if state is not None:
+            trainer.load_state_dict(state)
+        extra = {
+            "config": cfg.to_dict(),
+            "model": cfg.model,
+            "data_image_shape": list(dataset.shape),
+            "model_image_shape": list(shape),
+        }
+        if trainer.state.step == 0 and dist_info.is_main:
+            write_json_atomic(run_dir / "run.json", _update_record(record, trainer))
+        trainer.fit(extra, stop_after=stop_after)
+        trainer.save(extra)
+        if writer is not None:
+            writer.close()
+        _update_record(record, trainer)
+        if dist_info.is_main:
+            write_json_atomic(run_dir / "run.json", record)
+        barrier(dist_info)
+        return record
+    finally:
+        shutdown(dist_info)
+
+
+def _update_record(record: dict, trainer: Trainer) -> dict:
+    seconds = trainer.state.epoch_seconds
+    record.update(
+        {
+            "steps_done": trainer.state.step,
+            "total_steps": trainer.total_steps,
+            "steps_per_epoch": trainer.steps_per_epoch,
+            "finished": trainer.finished,
+            "seconds_per_epoch": seconds,
+            "mean_seconds_per_epoch": statistics.fmean(seconds) if seconds else None,
+            "images_per_epoch": trainer.steps_per_epoch * trainer.cfg.batch_size,
+        }
+    )
+    return record
+
+
+@dataclass
+class LoadedRun:
+    """A trained method ready for inference, with its configuration and record."""
+
+    run_dir: Path
+    config: RunConfig
+    method: Method
+    record: dict
+    data_image_shape: tuple[int, int]
+    model_image_shape: tuple[int, int]
+
+
+def load_run(
+    run_dir: str | Path, device: str | torch.device = "cpu", require_finished: bool = True
+) -> LoadedRun:
+    """Load a run's latest checkpoint into a method in eval mode (deterministic inference)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"run folder not found: {run_dir}")
+    path = run_dir / CHECKPOINT_NAME
+    if not path.is_file():
+        raise UsageError(f"{run_dir} has no checkpoint; train it with 'mrtranslate train'")
+    state = load_checkpoint(path)
+    if require_finished and not state.get("finished"):
+        raise UsageError(
+            f"the run in {run_dir} is not finished (step {state.get('step')} of "
+            f"{state.get('total_steps')}); resume it with 'mrtranslate train --resume'"
+        )
+    try:
+        cfg = RunConfig.from_dict(state["config"])
+        shape = tuple(state["model_image_shape"])
+        method = build_method(cfg.model, cfg.net, cfg.loss, shape)
+        method.load_state_dict(state["method"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise UsageError(
+            f"checkpoint {path} does not match this mrtranslate version: {str(exc).splitlines()[0]}"
+        ) from exc
+    method.to(device).eval()
+    record_path = run_dir / "run.json"
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    return LoadedRun(
+        run_dir=run_dir,
+        config=cfg,
+        method=method,
+        record=record,
+        data_image_shape=tuple(state["data_image_shape"]),
+        model_image_shape=shape,
+    )

@@ -1,0 +1,277 @@
+"""The generic training loop. It drives any :class:`~mrtranslate.methods.base.Method` through
+its generator and discriminator steps and knows nothing about a particular model.
+
+Per iteration: (1) generator step with the discriminators frozen, (2) discriminator step on the
+same iteration's fakes (detached), (3) learning rates follow the schedule (constant, then linear
+decay to 0 over the last ``decay_epochs``). Mixed precision is bf16 autocast. Every step reseeds
+the global torch generator from (seed, step, rank), so resuming from a checkpoint gives the same
+weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from mrtranslate.config import TrainConfig
+from mrtranslate.errors import TrainingError
+from mrtranslate.methods.base import Method
+from mrtranslate.training.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from mrtranslate.training.distributed import DistInfo, average_gradients
+from mrtranslate.training.seed import epoch_order, step_seed
+
+
+@dataclass
+class TrainingData:
+    """Training images as (N, 1, h, w) float32 tensors in [-1, 1]."""
+
+    t1w: torch.Tensor
+    t2w: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.t1w.shape[0])
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    epoch_seconds: list[float] = field(default_factory=list)
+
+
+def lr_factor(step: int, total_steps: int, decay_steps: int) -> float:
+    """1 until the decay starts, then linear to 0 at ``total_steps`` (evaluated per step)."""
+    start = total_steps - decay_steps
+    if decay_steps <= 0 or step < start:
+        return 1.0
+    return max(0.0, 1.0 - (step - start) / decay_steps)
+
+
+def set_requires_grad(params: list[torch.nn.Parameter], flag: bool) -> None:
+    for p in params:
+        p.requires_grad_(flag)
+
+
+class Trainer:
+    """Optimisers, schedule, precision, checkpoints and logging for one method.
+
+    Args:
+        method: the method to train (on ``device`` already).
+        cfg: the ``train`` section of the run configuration.
+        data: training images.
+        run_dir: folder for ``checkpoint.pt`` and TensorBoard logs.
+        device: torch device.
+        dist_info: process group membership (single process by default).
+        progress: show a progress bar.
+        writer: optional TensorBoard ``SummaryWriter``.
+    """
+
+    def __init__(
+        self,
+        method: Method,
+        cfg: TrainConfig,
+        data: TrainingData,
+        run_dir: Path,
+        device: torch.device,
+        dist_info: DistInfo | None = None,
+        progress: bool = True,
+        writer=None,
+    ):
+        self.method = method
+        self.cfg = cfg
+        self.data = data
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.dist = dist_info or DistInfo()
+        self.progress = progress and self.dist.is_main
+        self.writer = writer if self.dist.is_main else None
+        self.g_params = method.generator_parameters()
+        self.d_params = method.discriminator_parameters()
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(
+            self.g_params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay
+        )
+        self.opt_d = (
+            torch.optim.Adam(self.d_params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
+            if self.d_params
+            else None
+        )
+        if cfg.batch_size % self.dist.world_size:
+            raise ValueError(
+                f"train.batch_size ({cfg.batch_size}) must be divisible by the "
+                f"number of processes ({self.dist.world_size})"
+            )
+        self.steps_per_epoch = cfg.steps_per_epoch or math.ceil(len(data) / cfg.batch_size)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.decay_steps = self.steps_per_epoch * cfg.decay_epochs
+        self.state = TrainState()
+        self._order_cache: tuple[int, tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        return {
+            "method": self.method.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict() if self.opt_d else {},
+            "step": self.state.step,
+            "total_steps": self.total_steps,
+            "epoch_seconds": list(self.state.epoch_seconds),
+            "rng_torch": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.method.load_state_dict(state["method"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        if self.opt_d:
+            self.opt_d.load_state_dict(state["opt_d"])
+        self.state = TrainState(
+            step=int(state["step"]), epoch_seconds=[float(s) for s in state["epoch_seconds"]]
+        )
+        torch.set_rng_state(state["rng_torch"])
+
+    def save(self, extra: dict) -> None:
+        if self.dist.is_main:
+            save_checkpoint(
+                self.run_dir / CHECKPOINT_NAME,
+                {**extra, **self.state_dict(), "finished": self.finished},
+            )
+
+    @property
+    def finished(self) -> bool:
+        return self.state.step >= self.total_steps
+
+    # ---------------------------------------------------------------- data
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        """This process's share of the global batch of ``step``."""
+        epoch, within = divmod(step, self.steps_per_epoch)
+        if self._order_cache is None or self._order_cache[0] != epoch:
+            self._order_cache = (
+                epoch,
+                epoch_order(self.cfg.seed, epoch, len(self.data), self.method.paired),
+            )
+        order_t1, order_t2 = self._order_cache[1]
+        n, bs = len(self.data), self.cfg.batch_size
+        positions = torch.arange(within * bs, (within + 1) * bs) % n
+        positions = positions[self.dist.rank :: self.dist.world_size]
+        return {
+            "t1w": self.data.t1w[order_t1[positions]].to(self.device, non_blocking=True),
+            "t2w": self.data.t2w[order_t2[positions]].to(self.device, non_blocking=True),
+        }
+
+    # ---------------------------------------------------------------- loop
+    def _autocast(self):
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"
+        )
+
+    def _check_finite(self, loss: torch.Tensor, logs: dict, step: int) -> None:
+        if not torch.isfinite(loss):
+            bad = [k for k, v in logs.items() if not torch.isfinite(v)]
+            raise TrainingError(
+                f"non-finite loss ({', '.join(bad) or 'total'}) at step {step}; weights were not "
+                f"updated and the last good checkpoint in {self.run_dir} is kept "
+                f"(try a lower train.lr or train.precision=fp32)"
+            )
+
+    def generator_update(self, batch: dict[str, torch.Tensor], step: int) -> tuple[dict, dict]:
+        """Generator step with the discriminators frozen; returns (logs, detached fakes)."""
+        set_requires_grad(self.d_params, False)
+        try:
+            with self._autocast():
+                loss_g, logs, fakes = self.method.generator_step(batch)
+            self._check_finite(loss_g, logs, step)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            average_gradients(self.g_params, self.dist)
+            self.opt_g.step()
+        finally:
+            set_requires_grad(self.d_params, True)
+        return logs, fakes
+
+    def discriminator_update(self, batch: dict[str, torch.Tensor], fakes: dict, step: int) -> dict:
+        """Discriminator step on real images and the (detached) fakes of the generator step."""
+        with self._autocast():
+            loss_d, logs = self.method.discriminator_step(batch, fakes)
+        self._check_finite(loss_d, logs, step)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        average_gradients(self.d_params, self.dist)
+        self.opt_d.step()
+        return {**logs, "d/total": loss_d.detach()}
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """One generator step and one discriminator step; returns the logged losses."""
+        torch.manual_seed(step_seed(self.cfg.seed, step, self.dist.rank))
+        factor = lr_factor(step, self.total_steps, self.decay_steps)
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups if opt else []:
+                group["lr"] = self.cfg.lr * factor
+        batch = self.batch(step)
+        logs, fakes = self.generator_update(batch, step)
+        if self.opt_d is not None:
+            logs = {**logs, **self.discriminator_update(batch, fakes, step)}
+        return {k: float(v) for k, v in logs.items()} | {"lr": self.cfg.lr * factor}
+
+    def fit(self, extra: dict, stop_after: int | None = None) -> TrainState:
+        """Train until the end (or ``stop_after`` more steps), checkpointing at epoch ends."""
+        self.method.train()
+        end = (
+            self.total_steps
+            if stop_after is None
+            else min(self.total_steps, self.state.step + stop_after)
+        )
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.state.step,
+            disable=not self.progress,
+            desc=f"{self.method.name}",
+            unit="step",
+            dynamic_ncols=True,
+        )
+        epoch_start = time.perf_counter()
+        try:
+            while self.state.step < end:
+                step = self.state.step
+                logs = self.train_step(step)
+                self.state.step = step + 1
+                epoch, within = divmod(self.state.step, self.steps_per_epoch)
+                if self.writer is not None and (step % self.cfg.log_every == 0):
+                    for key, value in logs.items():
+                        self.writer.add_scalar(key, value, step)
+                bar.set_postfix(
+                    {
+                        "epoch": f"{epoch + (within > 0)}/{self.cfg.epochs}",
+                        **{k: f"{v:.3g}" for k, v in logs.items() if k in ("g/total", "d/total")},
+                    },
+                    refresh=False,
+                )
+                bar.update(1)
+                if within == 0:  # epoch finished
+                    seconds = time.perf_counter() - epoch_start
+                    self.state.epoch_seconds.append(seconds)
+                    if self.writer is not None:
+                        self.writer.add_scalar("time/seconds_per_epoch", seconds, epoch)
+                        self.log_samples(epoch)
+                    self.save(extra)
+                    epoch_start = time.perf_counter()
+                elif self.cfg.checkpoint_every and self.state.step % self.cfg.checkpoint_every == 0:
+                    self.save(extra)
+        finally:
+            bar.close()
+        return self.state
+
+    @torch.no_grad()
+    def log_samples(self, epoch: int, count: int = 2) -> None:
+        """TensorBoard images: real T1w, synthetic T2w, real T2w, synthetic T1w."""
+        self.method.eval()
+        real_t1 = self.data.t1w[:count].to(self.device)
+        real_t2 = self.data.t2w[:count].to(self.device)
+        fake_t2 = self.method.translate(real_t1, "t1-to-t2").float()
+        fake_t1 = self.method.translate(real_t2, "t2-to-t1").float()
+        grid = torch.cat([real_t1, fake_t2, real_t2, fake_t1], dim=-1)
+        self.writer.add_images("samples/t1_fake-t2_t2_fake-t1", (grid + 1) / 2, epoch)
+        self.method.train()

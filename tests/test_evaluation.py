@@ -1,0 +1,152 @@
+"""evaluate, report and study end to end on tiny runs, plus their bad-input errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from mrtranslate.cli import main
+from mrtranslate.training.run import train_run
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(small_phantom, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    runs = []
+    for model in ("simple", "generators_s"):
+        train_run(model, small_phantom, root / model, profile="tiny", progress=False)
+        assert main(["evaluate", "--run", str(root / model), "--quiet"]) == 0
+        runs.append(root / model)
+    return runs
+
+
+def _usage_error(capsys, args) -> str:
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("mrtranslate: error:") and err.count("\n") == 1, err
+    return err
+
+
+def test_evaluate_outputs(tiny_runs):
+    run = tiny_runs[0]
+    with open(run / "eval" / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 * 4  # 4 test images, 2 directions
+    assert {r["direction"] for r in rows} == {"t1-to-t2", "t2-to-t1"}
+    for key in ("mae", "psnr", "mi", "ssim", "mae_mask", "psnr_mask", "mi_mask", "ssim_mask"):
+        assert all(np.isfinite(float(r[key])) for r in rows)
+    summary = json.loads((run / "eval" / "summary.json").read_text())
+    stat = summary["measures"]["t1-to-t2"]["mae"]
+    values = [float(r["mae"]) for r in rows if r["direction"] == "t1-to-t2"]
+    assert stat["n"] == 4 and stat["mean"] == pytest.approx(np.mean(values), rel=1e-5)
+    assert stat["ci95"][0] < stat["mean"] < stat["ci95"][1]
+    assert summary["synthesis"]["t1-to-t2"]["seconds_per_image_batch1"] > 0
+    assert summary["training"]["mean_seconds_per_epoch"] > 0
+    assert set(summary["references"]) == {"copy", "histmatch"}
+    synthetic = np.load(run / "eval" / "synthetic_t1-to-t2.npy")
+    assert synthetic.shape == (4, 32, 32) and synthetic.min() >= 0 and synthetic.max() <= 1
+
+
+def test_report_contains_every_figure_and_table(tiny_runs, tmp_path):
+    out = tmp_path / "report"
+    assert main(["report", "--runs", *map(str, tiny_runs), "--out", str(out)]) == 0
+    for name in ("figure1_measures", "figure1_measures_mask", "figure2_examples"):
+        assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (out / f"{name}.svg").read_text().lstrip().startswith("<?xml")
+    for name in ("summary.csv", "summary_mask.csv", "statistics.csv", "summary.md"):
+        assert (out / name).stat().st_size > 0
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3
+    for text in (
+        "Generators_s",
+        "Simple",
+        "copy input",
+        "histogram matching",
+        "Wilcoxon",
+        "Metric definitions",
+        "s/epoch",
+        "PSNR",
+    ):
+        assert text in page
+    assert 'src="http' not in page and "<script" not in page  # self-contained, no server
+    with open(out / "statistics.csv", newline="") as handle:
+        stats = list(csv.DictReader(handle))
+    assert len(stats) == 2 * 8  # one pair x 2 directions x 8 measures
+    assert all(0 <= float(r["p_holm"]) <= 1 for r in stats)
+
+
+def test_evaluate_bad_input(tiny_runs, small_phantom, tmp_path, capsys):
+    assert "no checkpoint" in _usage_error(capsys, ["evaluate", "--run", str(tmp_path)])
+    unfinished = tmp_path / "unfinished"
+    train_run("simple", small_phantom, unfinished, profile="tiny", progress=False, stop_after=2)
+    assert "not finished" in _usage_error(capsys, ["evaluate", "--run", str(unfinished)])
+
+    from mrtranslate.data.build import build_phantom
+    from mrtranslate.data.phantom import PhantomSpec
+
+    other = build_phantom(
+        PhantomSpec(subjects=4, test_subjects=1, height=48, width=48, spacing=4.0),
+        tmp_path / "other",
+        progress=False,
+    )
+    err = _usage_error(capsys, ["evaluate", "--run", str(tiny_runs[0]), "--data", str(other)])
+    assert "48x48" in err
+
+    empty = tmp_path / "empty"
+    build_phantom(
+        PhantomSpec(subjects=4, test_subjects=1, height=64, width=64, spacing=3.0),
+        empty,
+        progress=False,
+    )
+    from mrtranslate.data.dataset import open_dataset, write_split
+
+    test = open_dataset(empty).split("test")
+    write_split(
+        empty / "test",
+        {
+            k: np.asarray(getattr(test, k))[:0]
+            for k in ("t1w", "t2w", "mask", "subjects", "scale_t1w", "scale_t2w")
+        },
+    )
+    err = _usage_error(capsys, ["evaluate", "--run", str(tiny_runs[0]), "--data", str(empty)])
+    assert "empty" in err
+    assert "not been evaluated" in _usage_error(
+        capsys, ["report", "--runs", str(unfinished), "--out", str(tmp_path / "r")]
+    )
+
+
+def test_study_unknown_model(capsys, tmp_path):
+    assert "invalid choice" in _usage_error(
+        capsys, ["study", "--out", str(tmp_path), "--models", "pix2pix"]
+    )
+
+
+@pytest.mark.slow
+def test_study_tiny_end_to_end_and_resume(small_phantom, tmp_path, capsys):
+    out = tmp_path / "study"
+    args = [
+        "study",
+        "--data",
+        str(small_phantom),
+        "--out",
+        str(out),
+        "--profile",
+        "tiny",
+        "--quiet",
+    ]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    report = out / "report" / "report.html"
+    assert report.is_file() and str(report) in first
+    for model in ("cyclegan", "cyclegan_s", "unit", "generators_s", "simple"):
+        assert (out / "runs" / model / "eval" / "summary.json").is_file()
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/checkpoint.pt")}
+    assert len(stamps) == 5
+    assert main(args) == 0
+    second = capsys.readouterr().out
+    assert second.count("already trained") == 5 and second.count("already evaluated") == 5
+    assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/checkpoint.pt")}
