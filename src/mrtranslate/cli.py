@@ -74,6 +74,63 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     ph.add_argument("--workers", type=int, default=None, help="worker processes (default 2)")
     ph.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    imp = dsub.add_parser(
+        "import",
+        help="import HCP, BIDS, NIfTI-pair or PNG/TIFF-folder data",
+        description="Import real data into the data-set layout that train/evaluate/study read. "
+        "Volumes are reoriented to RAS+, sliced axially, cropped/padded to --size and scaled per "
+        "slice (negatives clipped, divided by the 99.5th percentile inside the brain mask, "
+        "clipped to [0, 1]); nothing is quantised to 8 bits. The split is by subject.",
+    )
+    imp.add_argument("--format", required=True, choices=("hcp", "bids", "pairs", "folders"))
+    imp.add_argument("--root", help="source folder (hcp, bids, folders)")
+    imp.add_argument("--csv", help="CSV with columns subject,t1w,t2w[,mask] (--format pairs)")
+    imp.add_argument("--out", required=True, help="output data-set folder")
+    imp.add_argument(
+        "--slices",
+        help="slice index (120) or range A:B, end exclusive "
+        "(default: 120 for hcp, the middle slice otherwise)",
+    )
+    imp.add_argument("--axis", type=int, default=2, help="slicing axis in RAS+ (2 = axial)")
+    imp.add_argument(
+        "--size",
+        type=_size,
+        help="image size HxW, divisible by 4 "
+        "(default: 304x256 for hcp, the slice size rounded up to 4 otherwise)",
+    )
+    imp.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        help="fraction of subjects in the test split (default 0.2)",
+    )
+    imp.add_argument("--test-subjects", help="file with one test subject id per line")
+    imp.add_argument(
+        "--paired",
+        action="store_true",
+        help="folders: pair trainA/trainB (and testA/testB) by sorted file name",
+    )
+    imp.add_argument(
+        "--intensity",
+        choices=("robust", "keep"),
+        default="robust",
+        help="folders: robust per-image scaling (default) or keep the file's values",
+    )
+    imp.add_argument("--seed", type=int, default=0, help="seed of the random split")
+    imp.add_argument("--overwrite", action="store_true", help="replace an existing data set")
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    export = dsub.add_parser(
+        "export-png",
+        help="write a data set as 16-bit PNG folders",
+        description="Write a data set as 16-bit PNG images in the trainA/ "
+        "trainB/ testA/ testB/ layout (A = T1w, B = T2w) for other tools.",
+    )
+    export.add_argument("dir", help="data-set folder")
+    export.add_argument("--out", required=True, help="output folder")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    export.add_argument("--quiet", action="store_true", help="no progress bar")
+
     info = dsub.add_parser(
         "info",
         help="print a data set's description as JSON",
@@ -120,7 +177,15 @@ def _run_data(args: argparse.Namespace) -> int:
         )
         print(f"phantom data set written to {out}")
         return 0
+    if args.data_command == "import":
+        return _run_import(args)
     dataset = open_dataset(args.dir)
+    if args.data_command == "export-png":
+        from mrtranslate.data.folders import export_png
+
+        out = export_png(dataset, args.out, overwrite=args.overwrite, progress=not args.quiet)
+        print(f"16-bit PNG folders written to {out}")
+        return 0
     if args.data_command == "info":
         print(to_json(dataset.info()))
         return 0
@@ -138,6 +203,47 @@ def _run_data(args: argparse.Namespace) -> int:
     raise UsageError(f"unknown data command {args.data_command}")
 
 
+def _run_import(args: argparse.Namespace) -> int:
+    from mrtranslate.data.importers import ImportOptions, import_volumes
+
+    options = ImportOptions(
+        slices=args.slices,
+        axis=args.axis,
+        size=args.size,
+        test_fraction=args.test_fraction,
+        test_subjects_file=args.test_subjects,
+        seed=args.seed,
+        paired=args.paired or args.format != "folders",
+        extra={"csv": args.csv},
+    )
+    if args.format == "folders":
+        from mrtranslate.data.folders import import_folders
+
+        if not args.root:
+            raise UsageError("--format folders needs --root")
+        out = import_folders(
+            args.root,
+            args.out,
+            options,
+            intensity=args.intensity,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
+    else:
+        if args.format != "pairs" and not args.root:
+            raise UsageError(f"--format {args.format} needs --root")
+        out = import_volumes(
+            args.format,
+            args.root or ".",
+            args.out,
+            options,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
+    print(f"data set written to {out}")
+    return 0
+
+
 COMMANDS = {
     "data": _run_data,
     "models": cli_models.run_models,
@@ -145,6 +251,8 @@ COMMANDS = {
     "evaluate": cli_eval.run_evaluate,
     "report": cli_eval.run_report,
     "study": cli_eval.run_study,
+    "bench": cli_models.run_bench,
+    "translate": cli_eval.run_translate,
 }
 
 
@@ -164,7 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_EXTRA_COMMANDS: list = [cli_models.register, cli_eval.register]
+_EXTRA_COMMANDS: list = [
+    cli_models.register,
+    cli_eval.register,
+    cli_eval.register_translate,
+    cli_models.register_bench,
+]
 
 
 def _exit_distributed_worker(code: int) -> int:

@@ -64,6 +64,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda or cuda:N
     threads: int = 0  # torch intra-op threads; 0 = PyTorch's default
+    channels_last: bool = True  # NHWC memory format for networks and batches (faster convs)
+    compile: bool = False  # torch.compile each network (pays off for long runs)
     log_every: int = 25  # steps between TensorBoard scalars
     checkpoint_every: int = 0  # steps between extra checkpoints (0 = at each epoch end only)
 
@@ -282,7 +284,7 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
                 f"{s}.{f.name}" for s, obj in sections.items() for f in dataclasses.fields(obj)
             )
             raise ValueError(f"unknown config key {key!r}; valid keys: {valid}")
-        kind = {"int": int, "float": float, "str": str, "bool": bool}[types[name]]
+        kind = {"int": int, "float": float, "str": str, "bool": bool}[str(types[name])]
         setattr(section, name, _convert(text.strip(), kind, key))
     cfg.validate()
     return cfg

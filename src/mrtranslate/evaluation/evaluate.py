@@ -125,12 +125,18 @@ def evaluate_run(
             f"the run was trained on {run.data_image_shape[0]}x"
             f"{run.data_image_shape[1]} images"
         )
+    if not dataset.meta.get("paired", True):
+        raise UsageError(
+            f"{data_dir} is not paired; evaluation compares each synthetic image "
+            "with its ground truth and needs paired test images"
+        )
     shape = run.model_image_shape
     tensors = test_tensors(dataset, shape)
     eval_dir = Path(run_dir) / "eval"
     rows_by_direction, csv_rows, timing = {}, [], {}
     for direction, (src, dst) in DIRECTIONS.items():
-        fake = translate_stack(run.method, tensors[src], direction, batch_size)
+        precision = run.config.train.precision
+        fake = translate_stack(run.method, tensors[src], direction, batch_size, precision=precision)
         real01 = to_data_range(tensors[dst])[:, 0].numpy()
         fake01 = to_data_range(fake)[:, 0].numpy()
         save_npy_atomic(eval_dir / f"synthetic_{direction}.npy", fake01.astype(np.float32))
@@ -141,9 +147,16 @@ def evaluate_run(
             for i, (s, r) in enumerate(zip(tensors["subjects"], rows))
         ]
         timing[direction] = {
-            "seconds_per_image_batch1": time_synthesis(run.method, tensors[src], direction, 1),
+            "seconds_per_image_batch1": time_synthesis(
+                run.method, tensors[src], direction, 1, precision=precision
+            ),
             f"seconds_per_image_batch{batch_size}": time_synthesis(
-                run.method, tensors[src], direction, batch_size, repeats=2 * batch_size
+                run.method,
+                tensors[src],
+                direction,
+                batch_size,
+                repeats=2 * batch_size,
+                precision=precision,
             ),
         }
     references, ref_rows = evaluate_references(dataset, shape, tensors, progress)

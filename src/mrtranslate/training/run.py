@@ -233,6 +233,8 @@ def load_run(
             f"checkpoint {path} does not match this mrtranslate version: {str(exc).splitlines()[0]}"
         ) from exc
     method.to(device).eval()
+    if cfg.train.channels_last:
+        method.to(memory_format=torch.channels_last)
     record_path = run_dir / "run.json"
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     return LoadedRun(

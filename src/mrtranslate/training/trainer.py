@@ -89,6 +89,12 @@ class Trainer:
         self.dist = dist_info or DistInfo()
         self.progress = progress and self.dist.is_main
         self.writer = writer if self.dist.is_main else None
+        if cfg.channels_last:
+            method.to(memory_format=torch.channels_last)
+        if cfg.compile:
+            for net in [*method.generators().values(), *method.discriminators().values()]:
+                net.compile()
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.g_params = method.generator_parameters()
         self.d_params = method.discriminator_parameters()
         betas = (cfg.beta1, cfg.beta2)
@@ -157,9 +163,10 @@ class Trainer:
         n, bs = len(self.data), self.cfg.batch_size
         positions = torch.arange(within * bs, (within + 1) * bs) % n
         positions = positions[self.dist.rank :: self.dist.world_size]
+        fmt = self.memory_format
         return {
-            "t1w": self.data.t1w[order_t1[positions]].to(self.device, non_blocking=True),
-            "t2w": self.data.t2w[order_t2[positions]].to(self.device, non_blocking=True),
+            "t1w": self.data.t1w[order_t1[positions]].to(self.device).contiguous(memory_format=fmt),
+            "t2w": self.data.t2w[order_t2[positions]].to(self.device).contiguous(memory_format=fmt),
         }
 
     # ---------------------------------------------------------------- loop

@@ -1,0 +1,316 @@
+"""Importers of real data into the standard data-set layout (see :mod:`mrtranslate.data.dataset`).
+
+Formats:
+
+- ``hcp``: ``<subject>/MNINonLinear/T1w_restore_brain.nii.gz`` and ``T2w_restore_brain.nii.gz``;
+  default axial slice 120 (the paper's), default size 304x256, mask = non-zero voxels;
+- ``bids``: ``sub-*/[ses-*/]anat/*_T1w.nii[.gz]`` with the matching ``*_T2w.nii[.gz]`` (same
+  name up to the suffix) and an optional ``*_mask.nii[.gz]``; default: the middle axial slice;
+- ``pairs``: a CSV with columns ``subject,t1w,t2w[,mask]`` (paths relative to the CSV or absolute);
+- ``folders``: ``trainA/ trainB/ testA/ testB/`` with PNG or TIFF images (8- or 16-bit, A = T1w,
+  B = T2w), paired by sorted file name with ``--paired``.
+
+Volumes are checked (3-D, finite, not all zero, T1w/T2w on the same grid) with one-line errors
+that name the subject; intensity handling is described in :mod:`mrtranslate.data.volumes`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from mrtranslate import __version__
+from mrtranslate.data.build import check_output_folder
+from mrtranslate.data.dataset import FORMAT, FORMAT_VERSION, SplitWriter, split_subjects
+from mrtranslate.data.volumes import (
+    axial_slice,
+    canonical,
+    check_same_grid,
+    fit_to,
+    load_volume,
+    parse_slices,
+    scale_slice,
+)
+from mrtranslate.errors import UsageError
+from mrtranslate.fileio import atomic_directory, write_json_atomic
+
+FORMATS = ("hcp", "bids", "pairs", "folders")
+INTENSITY_NOTE = (
+    "per image: negatives clipped to 0, divided by the 99.5th percentile inside the brain mask, "
+    "clipped to [0, 1]; the divisor is stored as scale_t1w / scale_t2w"
+)
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+@dataclass
+class ImportOptions:
+    """Options shared by the importers."""
+
+    slices: str | None = None
+    axis: int = 2
+    size: tuple[int, int] | None = None
+    test_fraction: float = 0.2
+    test_subjects_file: str | None = None
+    seed: int = 0
+    paired: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class SubjectFiles:
+    subject: str
+    t1w: Path
+    t2w: Path
+    mask: Path | None = None
+
+
+def _strip_nifti(name: str) -> str:
+    for suffix in NIFTI_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def find_hcp(root: Path) -> list[SubjectFiles]:
+    found = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        t1 = folder / "MNINonLinear" / "T1w_restore_brain.nii.gz"
+        t2 = folder / "MNINonLinear" / "T2w_restore_brain.nii.gz"
+        if t1.exists() or t2.exists():
+            if not t2.exists():
+                raise UsageError(f"subject {folder.name}: {t2} is missing")
+            if not t1.exists():
+                raise UsageError(f"subject {folder.name}: {t1} is missing")
+            found.append(SubjectFiles(folder.name, t1, t2))
+    return found
+
+
+def find_bids(root: Path) -> list[SubjectFiles]:
+    found = []
+    for t1 in sorted(root.glob("sub-*/**/anat/*_T1w.nii*")):
+        stem = _strip_nifti(t1.name)[: -len("_T1w")]
+        ext = t1.name[len(_strip_nifti(t1.name)) :]
+        t2 = t1.with_name(f"{stem}_T2w{ext}")
+        if not t2.exists():
+            alternatives = list(t1.parent.glob(f"{stem}_T2w.nii*"))
+            if not alternatives:
+                raise UsageError(f"{stem}: no matching T2w for {t1}")
+            t2 = alternatives[0]
+        masks = list(t1.parent.glob(f"{stem}*_mask.nii*"))
+        found.append(SubjectFiles(stem, t1, t2, masks[0] if masks else None))
+    return found
+
+
+def find_pairs(csv_path: Path) -> list[SubjectFiles]:
+    if not csv_path.is_file():
+        raise UsageError(f"--csv file not found: {csv_path}")
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or not {"subject", "t1w", "t2w"} <= set(rows[0]):
+        raise UsageError(f"{csv_path} needs the columns subject,t1w,t2w[,mask]")
+
+    def resolve(text: str) -> Path:
+        path = Path(text)
+        return path if path.is_absolute() else csv_path.parent / path
+
+    return [
+        SubjectFiles(
+            r["subject"],
+            resolve(r["t1w"]),
+            resolve(r["t2w"]),
+            resolve(r["mask"]) if r.get("mask") else None,
+        )
+        for r in rows
+    ]
+
+
+def _volume_slices(
+    files: SubjectFiles, options: ImportOptions, default_slice: int | None
+) -> dict[str, list[np.ndarray]]:
+    """Load, check and slice one subject: lists of 2-D T1w, T2w and mask images."""
+    label = f"subject {files.subject}"
+    t1_img = load_volume(files.t1w, f"{label} T1w")
+    t2_img = load_volume(files.t2w, f"{label} T2w")
+    check_same_grid(t1_img, t2_img, label)
+    t1, t2 = canonical(t1_img), canonical(t2_img)
+    if files.mask is not None:
+        mask_img = load_volume(files.mask, f"{label} mask")
+        check_same_grid(t1_img, mask_img, f"{label} mask")
+        mask = canonical(mask_img) > 0
+    else:
+        mask = (t1 > 0) | (t2 > 0)
+    if not 0 <= options.axis <= 2:
+        raise UsageError(f"--axis must be 0, 1 or 2, got {options.axis}")
+    indices = parse_slices(options.slices, t1.shape[options.axis], default_slice)
+    out: dict[str, list[np.ndarray]] = {"t1w": [], "t2w": [], "mask": []}
+    for k in indices:
+        out["t1w"].append(axial_slice(t1, k, options.axis))
+        out["t2w"].append(axial_slice(t2, k, options.axis))
+        out["mask"].append(axial_slice(mask, k, options.axis))
+    return out
+
+
+def _spacing(files: SubjectFiles, axis: int) -> list[float]:
+    import nibabel as nib
+
+    zooms = nib.as_closest_canonical(nib.load(str(files.t1w))).header.get_zooms()[:3]
+    in_plane = [float(z) for i, z in enumerate(zooms) if i != axis]
+    return [in_plane[1], in_plane[0]]  # rows follow the second in-plane axis
+
+
+def _default_size(shape: tuple[int, int]) -> tuple[int, int]:
+    return tuple(max(32, -(-s // 4) * 4) for s in shape)  # round up to a multiple of 4
+
+
+def _check_size(size: tuple[int, int]) -> None:
+    if min(size) < 32 or size[0] % 4 or size[1] % 4:
+        raise UsageError(f"--size must be at least 32 and divisible by 4, got {size[0]}x{size[1]}")
+
+
+def _split(subjects: list[str], options: ImportOptions) -> dict[str, list[str]]:
+    if len(set(subjects)) != len(subjects):
+        dup = next(s for s in subjects if subjects.count(s) > 1)
+        raise UsageError(f"subject {dup} appears more than once")
+    if options.test_subjects_file:
+        path = Path(options.test_subjects_file)
+        if not path.is_file():
+            raise UsageError(f"--test-subjects file not found: {path}")
+        test = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        unknown = sorted(set(test) - set(subjects))
+        if unknown:
+            raise UsageError(f"--test-subjects names unknown subject {unknown[0]}")
+        test_set = set(test)
+        splits = {
+            "train": [s for s in subjects if s not in test_set],
+            "test": [s for s in subjects if s in test_set],
+        }
+    else:
+        if not 0 < options.test_fraction < 1:
+            raise UsageError(
+                f"--test-fraction must be between 0 and 1, got {options.test_fraction}"
+            )
+        count = max(1, round(options.test_fraction * len(subjects)))
+        splits = split_subjects(subjects, count, options.seed)
+    if not splits["train"] or not splits["test"]:
+        raise UsageError(
+            f"the split leaves an empty split ({len(splits['train'])} train, "
+            f"{len(splits['test'])} test subjects); import more subjects"
+        )
+    overlap = set(splits["train"]) & set(splits["test"])
+    if overlap:
+        raise UsageError(f"subject {sorted(overlap)[0]} is in both splits")
+    return splits
+
+
+def import_volumes(
+    fmt: str,
+    root: str | Path,
+    out: str | Path,
+    options: ImportOptions,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Import NIfTI subjects (hcp, bids or pairs) into a data set at ``out``."""
+    root, out = Path(root), Path(out)
+    if fmt == "pairs":
+        csv_path = Path(options.extra.get("csv") or "")
+        if not options.extra.get("csv"):
+            raise UsageError("--format pairs needs --csv FILE")
+        subjects = find_pairs(csv_path)
+    else:
+        if not root.is_dir():
+            raise UsageError(f"--root folder not found: {root}")
+        subjects = find_hcp(root) if fmt == "hcp" else find_bids(root)
+    if not subjects:
+        raise UsageError(f"no {fmt} subjects found under {root}")
+    check_output_folder(out, overwrite)
+    default_slice = 120 if fmt == "hcp" else None
+    size = options.size or ((304, 256) if fmt == "hcp" else None)
+    splits = _split([s.subject for s in subjects], options)
+    by_id = {s.subject: s for s in subjects}
+    # Load everything first (one subject at a time is checked before anything is written).
+    loaded = {}
+    for files in tqdm(subjects, desc="reading volumes", unit="subj", disable=not progress):
+        loaded[files.subject] = _volume_slices(files, options, default_slice)
+    first = loaded[subjects[0].subject]["t1w"][0]
+    size = size or _default_size(first.shape)
+    _check_size(size)
+    with atomic_directory(out, overwrite) as tmp:
+        for split, members in splits.items():
+            count = sum(len(loaded[s]["t1w"]) for s in members)
+            writer = SplitWriter(tmp / split, count, size)
+            for sid in members:
+                arrays = _scaled_arrays(loaded[sid], size)
+                writer.add(sid, arrays)
+            writer.close()
+        _write_meta(
+            tmp,
+            fmt,
+            root if fmt != "pairs" else csv_path,
+            size,
+            _spacing(by_id[subjects[0].subject], options.axis),
+            splits,
+            {s: len(loaded[s]["t1w"]) for s in loaded},
+            options,
+            paired=True,
+        )
+    return out
+
+
+def _scaled_arrays(slices: dict[str, list[np.ndarray]], size: tuple[int, int]) -> dict:
+    out: dict[str, list] = {"t1w": [], "t2w": [], "mask": [], "scale_t1w": [], "scale_t2w": []}
+    for t1, t2, mask in zip(slices["t1w"], slices["t2w"], slices["mask"]):
+        mask = fit_to(mask.astype(bool), size)
+        for name, image in (("t1w", t1), ("t2w", t2)):
+            scaled, divisor = scale_slice(fit_to(image, size), mask)
+            out[name].append(scaled * mask)
+            out[f"scale_{name}"].append(divisor)
+        out["mask"].append(mask.astype(np.uint8))
+    return {k: np.asarray(v, dtype=np.uint8 if k == "mask" else np.float32) for k, v in out.items()}
+
+
+def _write_meta(
+    folder: Path,
+    fmt: str,
+    source: Path,
+    size,
+    spacing,
+    splits,
+    slices_per_subject,
+    options: ImportOptions,
+    paired: bool,
+) -> None:
+    write_json_atomic(
+        folder / "dataset.json",
+        {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "source": fmt,
+            "source_path": str(Path(source).resolve()),
+            "description": f"imported with 'mrtranslate data import --format {fmt}'",
+            "contrasts": ["t1w", "t2w"],
+            "paired": paired,
+            "image_shape": list(size),
+            "pixel_spacing_mm": spacing,
+            "orientation": "axial; rows anterior->posterior, columns left->right",
+            "intensity": INTENSITY_NOTE,
+            "seed": options.seed,
+            "splits": {
+                name: {"subjects": len(m), "images": sum(slices_per_subject.get(s, 1) for s in m)}
+                for name, m in splits.items()
+            },
+            "import": {
+                "slices": options.slices,
+                "axis": options.axis,
+                "test_fraction": options.test_fraction,
+                "test_subjects_file": options.test_subjects_file,
+            },
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "mrtranslate_version": __version__,
+        },
+    )

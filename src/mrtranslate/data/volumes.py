@@ -1,0 +1,148 @@
+"""NIfTI volumes: safe loading and checking, canonical orientation, axial slices, masks, scaling.
+
+Conventions shared by the importers and ``mrtranslate translate``:
+
+- volumes are reoriented to the closest canonical (RAS+) orientation, so the axial axis is the
+  third one (``--axis`` picks another);
+- an axial slice ``vol[:, :, k]`` (X = left->right, Y = posterior->anterior) is shown with
+  anterior at the top and the subject's left on the left: ``np.flipud(slice.T)``, the phantom's
+  layout (rows anterior->posterior, columns left->right);
+- each 2-D image is cropped or zero-padded symmetrically to the data set's size;
+- intensities: negative values (resampling overshoot) are clipped to 0, then each slice is divided
+  by the 99.5th percentile of its values inside the brain mask and clipped to [0, 1], in float32,
+  never quantised to 8 bits; the divisor is stored so synthetic slices can be mapped back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from mrtranslate.data.phantom import robust_scale
+from mrtranslate.errors import UsageError
+
+AFFINE_TOLERANCE = 1e-3  # mm: T1w/T2w affines must agree to this
+
+
+def load_volume(path: str | Path, what: str = "volume") -> nib.Nifti1Image:
+    """Load a 3-D NIfTI image with one-line errors for missing, corrupt, 2-D/4-D or NaN data."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{what} not found: {path}")
+    try:
+        image = nib.load(str(path))
+        data = np.asarray(image.dataobj, dtype=np.float32)
+    except Exception as exc:  # noqa: BLE001 - nibabel raises many types for bad files
+        raise UsageError(
+            f"cannot read {what} {path} as NIfTI: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
+    if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
+        raise UsageError(f"{what} {path} is not a NIfTI file")
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise UsageError(
+            f"{what} {path} has {data.ndim} dimensions {data.shape}; a 3-D volume is needed"
+        )
+    if not np.isfinite(data).all():
+        raise UsageError(f"{what} {path} contains NaN or infinite voxels")
+    if not np.any(data):
+        raise UsageError(f"{what} {path} is all zeros")
+    return nib.Nifti1Image(data, image.affine, image.header)
+
+
+def check_same_grid(a: nib.Nifti1Image, b: nib.Nifti1Image, label: str) -> None:
+    """T1w and T2w must be co-registered: same shape and affines equal within a tolerance."""
+    if a.shape != b.shape:
+        raise UsageError(
+            f"{label}: T1w {a.shape} and T2w {b.shape} differ in shape; the two "
+            "contrasts must be co-registered"
+        )
+    if not np.allclose(a.affine, b.affine, atol=AFFINE_TOLERANCE):
+        raise UsageError(
+            f"{label}: T1w and T2w affines differ; the two contrasts must be "
+            "co-registered (resample one onto the other first)"
+        )
+
+
+def canonical(image: nib.Nifti1Image) -> np.ndarray:
+    """Voxel data in the closest canonical (RAS+) orientation, float32."""
+    return np.asarray(nib.as_closest_canonical(image).dataobj, dtype=np.float32)
+
+
+def from_canonical(data: np.ndarray, reference: nib.Nifti1Image) -> np.ndarray:
+    """Undo :func:`canonical`: bring RAS+ data back to ``reference``'s voxel orientation."""
+    original = nib.orientations.io_orientation(reference.affine)
+    ras = nib.orientations.axcodes2ornt(("R", "A", "S"))
+    transform = nib.orientations.ornt_transform(ras, original)
+    return nib.orientations.apply_orientation(data, transform)
+
+
+def axial_slice(volume: np.ndarray, index: int, axis: int = 2) -> np.ndarray:
+    """2-D display image of slice ``index`` along ``axis`` (anterior at the top for axis 2)."""
+    plane = np.take(volume, index, axis=axis)
+    return np.flipud(plane.T)
+
+
+def put_slice(volume: np.ndarray, index: int, image: np.ndarray, axis: int = 2) -> None:
+    """Inverse of :func:`axial_slice`: write a display image back into ``volume``."""
+    plane = np.flipud(image).T
+    slicer = [slice(None)] * 3
+    slicer[axis] = index
+    volume[tuple(slicer)] = plane
+
+
+def fit_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Centre-crop or zero-pad a 2-D image to ``shape``."""
+    out = np.zeros(shape, dtype=image.dtype)
+    src, dst = [], []
+    for have, want in zip(image.shape, shape):
+        if have >= want:
+            start = (have - want) // 2
+            src.append(slice(start, start + want))
+            dst.append(slice(0, want))
+        else:
+            start = (want - have) // 2
+            src.append(slice(0, have))
+            dst.append(slice(start, start + have))
+    out[tuple(dst)] = image[tuple(src)]
+    return out
+
+
+def unfit(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Inverse of :func:`fit_to` (padding removed, cropped borders filled with zeros)."""
+    return fit_to(image, shape)
+
+
+def scale_slice(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
+    """Clip negatives, divide by the 99.5th percentile inside ``mask``, clip to [0, 1]."""
+    image = np.clip(image, 0.0, None)
+    divisor = robust_scale(image, mask)
+    return np.clip(image / divisor, 0.0, 1.0).astype(np.float32), divisor
+
+
+def parse_slices(text: str | None, depth: int, default: int | None) -> list[int]:
+    """'120', '100:140' (end exclusive) or None (the default, or the middle slice)."""
+    if text is None:
+        indices = [default if default is not None else depth // 2]
+    else:
+        try:
+            if ":" in text:
+                a, b = (int(v) for v in text.split(":"))
+                indices = list(range(a, b))
+            else:
+                indices = [int(text)]
+        except ValueError:
+            raise UsageError(f"--slices must look like 120 or 100:140, got {text!r}") from None
+    if not indices:
+        raise UsageError(f"--slices {text!r} selects no slice")
+    bad = [i for i in indices if not 0 <= i < depth]
+    if bad:
+        raise UsageError(
+            f"slice index {bad[0]} is out of range for a volume with {depth} slices "
+            f"along the chosen axis (0..{depth - 1})"
+        )
+    return indices

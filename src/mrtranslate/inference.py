@@ -1,0 +1,167 @@
+"""Whole-volume translation: NIfTI in, synthetic NIfTI out, with the training preprocessing.
+
+For each axial slice of the input (after reorientation to RAS+): the display image is cropped or
+padded to the run's data size, scaled like the training data (negatives clipped, divided by the
+slice's 99.5th percentile inside the mask, clipped to [0, 1]), resized to the run's working size,
+translated in batches, resized back, multiplied by the same divisor and put back in place.
+
+Output intensities are therefore in the input's units: a synthetic slice equals the model's
+[0, 1] output times the input slice's robust maximum. Voxels outside the mask (given, or the
+non-zero voxels of the input) are 0. The output keeps the input's affine, orientation and header
+(data type float32).
+
+Python use::
+
+    from mrtranslate.inference import translate_volume
+    from mrtranslate.training.run import load_run
+    run = load_run("runs/cyclegan")
+    synthetic_t2 = translate_volume(run, "sub-01_T1w.nii.gz", "t1-to-t2")   # nibabel image
+    array_out = translate_volume(run, array_in, "t1-to-t2")                  # (X, Y, Z) array
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mrtranslate.data.tensors import resize, to_data_range, to_model_range
+from mrtranslate.data.volumes import (
+    axial_slice,
+    canonical,
+    check_same_grid,
+    fit_to,
+    from_canonical,
+    load_volume,
+    put_slice,
+    scale_slice,
+)
+from mrtranslate.errors import UsageError
+from mrtranslate.evaluation.translate import translate_stack
+from mrtranslate.fileio import atomic_write
+from mrtranslate.training.run import LoadedRun
+
+
+def _translate_canonical(
+    run: LoadedRun,
+    volume: np.ndarray,
+    mask: np.ndarray,
+    direction: str,
+    batch_size: int,
+    progress: bool,
+) -> np.ndarray:
+    data_shape = tuple(run.data_image_shape)
+    out = np.zeros(volume.shape, dtype=np.float32)
+    indices = [k for k in range(volume.shape[2]) if mask[:, :, k].any()]
+    for start in tqdm(
+        range(0, len(indices), batch_size),
+        desc="slices",
+        unit="batch",
+        disable=not progress,
+        leave=False,
+    ):
+        chunk = indices[start : start + batch_size]
+        images, divisors, masks, shapes = [], [], [], []
+        for k in chunk:
+            image = axial_slice(volume, k)
+            slice_mask = axial_slice(mask, k)
+            shapes.append(image.shape)
+            fitted_mask = fit_to(slice_mask, data_shape)
+            scaled, divisor = scale_slice(fit_to(image, data_shape), fitted_mask)
+            images.append(scaled * fitted_mask)
+            divisors.append(divisor)
+            masks.append(slice_mask)
+        batch = to_model_range(
+            resize(torch.from_numpy(np.stack(images))[:, None], run.model_image_shape)
+        )
+        fake = translate_stack(
+            run.method, batch, direction, batch_size, precision=run.config.train.precision
+        )
+        fake01 = to_data_range(resize(fake, data_shape))[:, 0].numpy()
+        for k, image01, divisor, slice_mask, shape in zip(chunk, fake01, divisors, masks, shapes):
+            restored = fit_to(image01, shape) * divisor * slice_mask
+            put_slice(out, k, restored.astype(np.float32))
+    return out
+
+
+def translate_volume(
+    run: LoadedRun, volume, direction: str, mask=None, batch_size: int = 16, progress: bool = False
+):
+    """Translate a 3-D volume. ``volume``: a NIfTI path, a nibabel image or an (X, Y, Z) array in
+    RAS+ orientation. Returns the same kind (a nibabel image for paths and images)."""
+    if direction not in ("t1-to-t2", "t2-to-t1"):
+        raise UsageError(f"--direction must be t1-to-t2 or t2-to-t1, got {direction!r}")
+    if isinstance(volume, np.ndarray):
+        if volume.ndim != 3 or not np.isfinite(volume).all() or not volume.any():
+            raise UsageError("the volume must be 3-D, finite and not all zeros")
+        array = volume.astype(np.float32)
+        mask_array = (array > 0) if mask is None else np.asarray(mask) > 0
+        return _translate_canonical(run, array, mask_array, direction, batch_size, progress)
+    image = volume if isinstance(volume, nib.Nifti1Image) else load_volume(volume, "input")
+    data = canonical(image)
+    if mask is None:
+        mask_data = data > 0
+    else:
+        mask_image = mask if isinstance(mask, nib.Nifti1Image) else load_volume(mask, "mask")
+        check_same_grid(image, mask_image, "input and mask")
+        mask_data = canonical(mask_image) > 0
+    result = _translate_canonical(run, data, mask_data, direction, batch_size, progress)
+    header = image.header.copy()
+    header.set_data_dtype(np.float32)
+    header.set_slope_inter(1.0, 0.0)
+    return nib.Nifti1Image(from_canonical(result, image), image.affine, header)
+
+
+def _nifti_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.name.endswith((".nii", ".nii.gz")))
+
+
+def translate_paths(
+    run: LoadedRun,
+    direction: str,
+    input_path: str | Path,
+    output_path: str | Path,
+    mask: str | Path | None = None,
+    batch_size: int = 16,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> list[Path]:
+    """Translate one NIfTI file, or every NIfTI file of a folder into an output folder."""
+    source, target = Path(input_path), Path(output_path)
+    if source.is_dir():
+        if mask is not None:
+            raise UsageError("--mask works with a single input volume, not a folder")
+        files = _nifti_files(source)
+        if not files:
+            raise UsageError(f"no .nii or .nii.gz files in {source}")
+        if target.exists() and not target.is_dir():
+            raise UsageError(f"--output {target} must be a folder when --input is a folder")
+        jobs = [(f, target / f.name) for f in files]
+    elif source.exists():
+        jobs = [(source, target)]
+    else:
+        raise UsageError(f"input not found: {source}")
+    existing = [out for _, out in jobs if out.exists()]
+    if existing and not overwrite:
+        raise UsageError(f"output {existing[0]} exists (use --overwrite)")
+    volumes = [(load_volume(src, "input"), out) for src, out in jobs]  # check all inputs first
+    written = []
+    for image, out in tqdm(
+        volumes, desc="volumes", unit="vol", disable=not progress or len(volumes) < 2
+    ):
+        result = translate_volume(run, image, direction, mask, batch_size, progress)
+        save_nifti_atomic(out, result)
+        written.append(out)
+    return written
+
+
+def save_nifti_atomic(path: Path, image: nib.Nifti1Image) -> None:
+    """Write a single-file NIfTI (``.nii``, or gzip-compressed for ``.nii.gz``) atomically."""
+    payload = image.to_bytes()
+    if path.name.endswith(".gz"):
+        payload = gzip.compress(payload, compresslevel=6)
+    atomic_write(path, lambda tmp: tmp.write_bytes(payload))
