@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mrtranslate import __version__, cli_eval, cli_models
+from mrtranslate import __version__, cli_eval, cli_models, cli_perceptual
 from mrtranslate.errors import TrainingError, UsageError
 
 
@@ -253,6 +253,8 @@ COMMANDS = {
     "study": cli_eval.run_study,
     "bench": cli_models.run_bench,
     "translate": cli_eval.run_translate,
+    "perceptual": cli_perceptual.run_perceptual,
+    "realism": cli_perceptual.run_realism,
 }
 
 
@@ -277,6 +279,7 @@ _EXTRA_COMMANDS: list = [
     cli_eval.register,
     cli_eval.register_translate,
     cli_models.register_bench,
+    cli_perceptual.register,
 ]
 
 

@@ -33,6 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     rp.add_argument(
         "--subject-index", type=int, default=0, help="test image shown in Figure 2 (default 0)"
     )
+    rp.add_argument(
+        "--perceptual",
+        metavar="STUDY",
+        help="include the results of a perceptual study (Figure 1 d, e)",
+    )
+    rp.add_argument(
+        "--realism", metavar="DIR", help="include the automated observer (folder with realism.json)"
+    )
 
     st = sub.add_parser(
         "study",
@@ -125,7 +133,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from mrtranslate.reporting.report import build_report
 
-    path = build_report(args.runs, args.out, subject_index=args.subject_index)
+    path = build_report(
+        args.runs,
+        args.out,
+        subject_index=args.subject_index,
+        perceptual=args.perceptual,
+        realism=args.realism,
+    )
     print(f"report written to {path}")
     return 0
 

@@ -128,12 +128,60 @@ def _settings(runs: list[Path]) -> str:
     return "".join(parts)
 
 
+def _extra_html(extra: dict) -> list[str]:
+    parts = []
+    if "perceptual" in extra:
+        from mrtranslate.perceptual.report import results_table
+
+        figs = "".join(
+            f'<img alt="Figure 1 d/e" src="data:image/png;base64,{b64}">'
+            for b64 in extra["perceptual_figures"]
+        )
+        parts += [
+            "<h2>Perceptual study (Figure 1 d, e)</h2>",
+            results_table(extra["perceptual"]),
+            figs,
+        ]
+    if "realism" in extra:
+        rows = []
+        for model, per in extra["realism"]["models"].items():
+            for contrast, e in per.items():
+                low, high = e["accuracy_ci95"]
+                rows.append(
+                    [
+                        escape(model),
+                        contrast.upper(),
+                        f"{100 * e['accuracy']:.1f}% [{100 * low:.1f}, {100 * high:.1f}]",
+                        str(e["held_out_images"]),
+                        _num(e["high_frequency_ratio"]),
+                    ]
+                )
+        parts += [
+            "<h2>Automated observer</h2><p>A small CNN trained to tell real from synthetic "
+            "test images, cross-validated by subject: 50% accuracy means "
+            "indistinguishable. High-frequency ratio: spectral power above 0.25 "
+            "cycles/pixel relative to real images (1 = as detailed as real).</p>",
+            _table(
+                [
+                    "model",
+                    "contrast",
+                    "held-out accuracy [95% CI]",
+                    "images",
+                    "high-frequency ratio",
+                ],
+                rows,
+            ),
+        ]
+    return parts
+
+
 def render_page(
     summaries: list[dict],
     runs: list[Path],
     images: dict[str, str],
     tables: dict[str, list[dict]],
     subject: str,
+    extra: dict | None = None,
 ) -> str:
     first = summaries[0]
     shape = "x".join(str(v) for v in first["evaluation_shape"])
@@ -171,6 +219,7 @@ def render_page(
         _stats_table(tables["statistics"], ""),
         "<h3>Inside the brain mask</h3>",
         _stats_table(tables["statistics"], "_mask"),
+        *_extra_html(extra or {}),
         "<h2>Metric definitions</h2>",
         f"<pre>{escape(metrics.__doc__.strip())}</pre>",
     ]

@@ -105,7 +105,36 @@ def _example_images(summaries: list[dict], runs: list[Path], index: int) -> tupl
     return real_t1, real_t2, synthetic, str(split.subjects[index])
 
 
-def build_report(runs: list[str | Path], out: str | Path, subject_index: int = 0) -> Path:
+def _extra_sections(out: Path, perceptual: str | Path | None, realism: str | Path | None) -> dict:
+    """Perceptual-study results (with Figure 1 d, e) and automated-observer results, if given."""
+    extra: dict = {}
+    if perceptual is not None:
+        from mrtranslate.perceptual.report import write_analysis
+
+        study = Path(perceptual)
+        if not (study / "study.sqlite").is_file():
+            raise UsageError(f"{study} is not a perceptual study (no study.sqlite)")
+        extra["perceptual"] = write_analysis(study, out / "perceptual")
+        extra["perceptual_figures"] = [
+            base64.b64encode((out / "perceptual" / name).read_bytes()).decode("ascii")
+            for name in ("figure1d_perceptual_totals.png", "figure1e_perceptual_models.png")
+        ]
+    if realism is not None:
+        path = Path(realism)
+        path = path / "realism.json" if path.is_dir() else path
+        if not path.is_file():
+            raise UsageError(f"no realism results at {path}; run 'mrtranslate realism' first")
+        extra["realism"] = json.loads(path.read_text())
+    return extra
+
+
+def build_report(
+    runs: list[str | Path],
+    out: str | Path,
+    subject_index: int = 0,
+    perceptual: str | Path | None = None,
+    realism: str | Path | None = None,
+) -> Path:
     """Write figures, tables, statistics and ``report.html`` for evaluated ``runs`` into ``out``."""
     runs = [Path(r) for r in runs]
     for run in runs:
@@ -151,6 +180,7 @@ def build_report(runs: list[str | Path], out: str | Path, subject_index: int = 0
             "statistics": tables["statistics"],
         },
     )
-    page = render_page(summaries, runs, images, tables, subject)
+    extra = _extra_sections(out, perceptual, realism)
+    page = render_page(summaries, runs, images, tables, subject, extra)
     write_text_atomic(out / "report.html", page)
     return out / "report.html"

@@ -1,0 +1,147 @@
+"""``mrtranslate perceptual build``: pick, render and anonymise the images of a study.
+
+Real images come from the test split, synthetic ones from the given (evaluated) runs: half T1w
+and half T2w each, the synthetic ones spread evenly over the models, each image from a different
+test subject while the split allows it. Every image gets the same treatment, so that only the
+pixels can tell real from synthetic: real images are resized to the runs' working resolution
+with the filter used in evaluation, then all images are upscaled to the same display size with
+the same filter, windowed the same way ([0, 1] data range to 0-255 grey) and saved as PNG with
+no metadata under a random 32-hex-digit id. The truth is stored only in ``study.sqlite``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from mrtranslate.data.dataset import open_dataset
+from mrtranslate.data.tensors import load_images, to_data_range
+from mrtranslate.errors import UsageError
+from mrtranslate.fileio import atomic_directory, write_json_atomic
+from mrtranslate.perceptual import store
+
+DISPLAY_HEIGHT = 320
+SYNTHETIC_SOURCE = {"t1w": "t2-to-t1", "t2w": "t1-to-t2"}
+
+
+def render(image01: np.ndarray, height: int = DISPLAY_HEIGHT) -> Image.Image:
+    """A (h, w) image in [0, 1] upscaled (bilinear) to ``height`` rows, as 8-bit grey."""
+    h, w = image01.shape
+    size = (height, int(round(w * height / h)))
+    big = F.interpolate(
+        torch.from_numpy(np.array(image01, dtype=np.float32))[None, None],
+        size=size,
+        mode="bilinear",
+        align_corners=False,
+    )[0, 0].numpy()
+    return Image.fromarray(np.round(np.clip(big, 0, 1) * 255).astype(np.uint8), mode="L")
+
+
+def _load_runs(runs: list[Path]) -> list[dict]:
+    loaded = []
+    for run in runs:
+        summary_path = run / "eval" / "summary.json"
+        if not summary_path.is_file():
+            raise UsageError(
+                f"{run} has not been evaluated; run 'mrtranslate evaluate --run {run}' first"
+            )
+        summary = json.loads(summary_path.read_text())
+        loaded.append({"dir": run, "name": summary["display_name"], "summary": summary})
+    shapes = {tuple(r["summary"]["evaluation_shape"]) for r in loaded}
+    if len(shapes) != 1:
+        raise UsageError("the runs were evaluated at different image sizes")
+    return loaded
+
+
+def _split_counts(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def build_study(
+    data: str | Path,
+    runs: list[str | Path],
+    out: str | Path,
+    n_real: int = 96,
+    n_synthetic: int = 72,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
+    """Build a study folder: ``images/<id>.png``, ``study.sqlite`` and ``study.json``."""
+    if n_real < 2 or n_real % 2 or n_synthetic < 2 or n_synthetic % 2:
+        raise UsageError("--real and --synthetic must be even numbers >= 2 (half T1w, half T2w)")
+    dataset = open_dataset(data)
+    run_info = _load_runs([Path(r) for r in runs])
+    shape = tuple(run_info[0]["summary"]["evaluation_shape"])
+    split = dataset.split("test")
+    n_test = len(split)
+    for r in run_info:
+        if r["summary"]["test_images"] != n_test:
+            raise UsageError(
+                f"{r['dir']} was evaluated on {r['summary']['test_images']} test "
+                f"images, but {data} has {n_test}"
+            )
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UsageError(f"study folder {out} exists and is not empty (use --overwrite)")
+    rng = random.Random(seed)
+    order = list(range(n_test))
+    rng.shuffle(order)
+    picks = iter(order * (1 + (n_real + n_synthetic) // max(1, n_test)))
+    entries = []  # (truth, contrast, model, test index)
+    for contrast in ("t1w", "t2w"):
+        entries += [("real", contrast, None, next(picks)) for _ in range(n_real // 2)]
+        for r, count in zip(run_info, _split_counts(n_synthetic // 2, len(run_info))):
+            entries += [("synthetic", contrast, r, next(picks)) for _ in range(count)]
+    real = {c: to_data_range(load_images(split, c, shape))[:, 0].numpy() for c in ("t1w", "t2w")}
+    images = []
+    with atomic_directory(out, overwrite) as tmp:
+        (tmp / "images").mkdir()
+        for truth, contrast, run, index in entries:
+            if truth == "real":
+                pixels = real[contrast][index]
+            else:
+                path = run["dir"] / "eval" / f"synthetic_{SYNTHETIC_SOURCE[contrast]}.npy"
+                pixels = np.load(path, mmap_mode="r")[index]
+            image_id = f"{rng.getrandbits(128):032x}"
+            render(np.asarray(pixels)).save(
+                tmp / "images" / f"{image_id}.png", format="PNG", optimize=False
+            )
+            images.append(
+                {
+                    "id": image_id,
+                    "truth": truth,
+                    "contrast": contrast,
+                    "model": run["name"] if run else None,
+                    "subject": str(split.subjects[index]),
+                }
+            )
+        admin_token = f"{random.SystemRandom().getrandbits(128):032x}"
+        store.create(
+            tmp,
+            images,
+            {
+                "admin_token": admin_token,
+                "seed": seed,
+                "data": str(Path(data).resolve()),
+                "runs": [str(r["dir"].resolve()) for r in run_info],
+                "models": [r["name"] for r in run_info],
+            },
+        )
+        write_json_atomic(
+            tmp / "study.json",
+            {
+                "images": len(images),
+                "real": n_real,
+                "synthetic": n_synthetic,
+                "models": [r["name"] for r in run_info],
+                "seed": seed,
+                "display": f"{DISPLAY_HEIGHT} px high, 8-bit grey PNG, data range [0, 1] -> 0-255",
+            },
+        )
+    return out

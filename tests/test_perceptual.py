@@ -1,0 +1,532 @@
+"""Perceptual study: API flow, no truth leaks, concurrency, crash safety, a real browser; realism."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from mrtranslate.cli import main
+from mrtranslate.perceptual import store
+from mrtranslate.perceptual.app import create_app
+from mrtranslate.training.run import train_run
+
+ARTIFACTS = Path(os.environ.get("MRTRANSLATE_TEST_ARTIFACTS", "test-artifacts"))
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def gan_runs(small_phantom, tmp_path_factory):
+    root = tmp_path_factory.mktemp("gan_runs")
+    runs = []
+    for model in ("cyclegan", "unit"):
+        train_run(model, small_phantom, root / model, profile="tiny", progress=False)
+        assert main(["evaluate", "--run", str(root / model), "--quiet"]) == 0
+        runs.append(root / model)
+    return runs
+
+
+@pytest.fixture(scope="module")
+def study_template(small_phantom, gan_runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("studies") / "template"
+    assert (
+        main(
+            [
+                "perceptual",
+                "build",
+                "--data",
+                str(small_phantom),
+                "--runs",
+                *map(str, gan_runs),
+                "--out",
+                str(out),
+                "--real",
+                "8",
+                "--synthetic",
+                "4",
+            ]
+        )
+        == 0
+    )
+    return out
+
+
+@pytest.fixture
+def study(study_template, tmp_path):
+    dest = tmp_path / "study"
+    shutil.copytree(study_template, dest)
+    return dest
+
+
+def _truth(study: Path) -> dict[str, dict]:
+    return {img["id"]: img for img in store.all_rows(study)["images"]}
+
+
+def _admin_token(study: Path) -> str:
+    conn = store.connect(study)
+    try:
+        return store.get_meta(conn, "admin_token")
+    finally:
+        conn.close()
+
+
+def test_build_is_balanced(study):
+    images = list(_truth(study).values())
+    assert len(images) == 12
+    real = [i for i in images if i["truth"] == "real"]
+    synthetic = [i for i in images if i["truth"] == "synthetic"]
+    assert len(real) == 8 and len(synthetic) == 4
+    assert sorted(i["contrast"] for i in real) == ["t1w"] * 4 + ["t2w"] * 4
+    assert sorted((i["contrast"], i["model"]) for i in synthetic) == [
+        ("t1w", "CycleGAN"),
+        ("t1w", "UNIT"),
+        ("t2w", "CycleGAN"),
+        ("t2w", "UNIT"),
+    ]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i["id"]) for i in images)
+    assert "truth" not in (study / "study.json").read_text()
+
+
+def _join(client, name="Ada"):
+    res = client.post("/api/readers", json={"name": name})
+    assert res.status_code == 200
+    return res.json()["token"]
+
+
+def test_reader_flow_resume_and_no_second_answer(study):
+    client = TestClient(create_app(study))
+    assert "Real or synthetic?" in client.get("/").text
+    token = _join(client)
+    assert client.get(f"/r/{token}").status_code == 200
+    seen = []
+    for _ in range(5):
+        nxt = client.get(f"/api/r/{token}/next").json()
+        assert nxt["position"] == len(seen) + 1 and nxt["total"] == 12
+        assert client.get(nxt["image_url"]).headers["content-type"] == "image/png"
+        res = client.post(
+            f"/api/r/{token}/answer", json={"image_id": nxt["image_id"], "label": "real"}
+        )
+        assert res.status_code == 200 and res.json()["answered"] == len(seen) + 1
+        seen.append(nxt["image_id"])
+    # a second answer to an answered image is refused and changes nothing
+    res = client.post(f"/api/r/{token}/answer", json={"image_id": seen[0], "label": "synthetic"})
+    assert res.status_code == 409
+    # "close the browser": a brand-new client with the personal link continues at image 6
+    client2 = TestClient(create_app(study))
+    nxt = client2.get(f"/api/r/{token}/next").json()
+    assert nxt["position"] == 6 and nxt["image_id"] not in seen
+    while not nxt["done"]:
+        client2.post(
+            f"/api/r/{token}/answer", json={"image_id": nxt["image_id"], "label": "synthetic"}
+        )
+        nxt = client2.get(f"/api/r/{token}/next").json()
+    assert nxt == {"done": True, "answered": 12, "total": 12}
+    answers = store.all_rows(study)["answers"]
+    assert len(answers) == 12
+    assert [a["label"] for a in answers if a["image_id"] == seen[0]] == ["real"]
+
+
+def test_readers_get_different_orders(study):
+    client = TestClient(create_app(study))
+    firsts = set()
+    for i in range(6):
+        token = _join(client, f"r{i}")
+        order = [client.get(f"/api/r/{token}/next").json()["image_id"]]
+        firsts.add(order[0])
+    assert len(firsts) > 1
+
+
+def test_admin_results_need_the_token(study):
+    client = TestClient(create_app(study))
+    token = _join(client)
+    nxt = client.get(f"/api/r/{token}/next").json()
+    client.post(f"/api/r/{token}/answer", json={"image_id": nxt["image_id"], "label": "real"})
+    for path in ("/admin", "/admin/results.json", "/admin/results.csv"):
+        assert client.get(path).status_code == 403
+        assert client.get(path, params={"token": "0" * 32}).status_code == 403
+    admin = _admin_token(study)
+    results = client.get("/admin/results.json", headers={"X-Admin-Token": admin}).json()
+    assert results["overall"]["answers"] == 1 and results["readers"] == 1
+    assert set(results["by_model"]) == {"CycleGAN", "UNIT"}
+    csv_text = client.get("/admin/results.csv", params={"token": admin}).text
+    assert csv_text.startswith("reader,position,image_id,label,truth")
+    assert "Perceptual study results" in client.get("/admin", params={"token": admin}).text
+
+
+@pytest.mark.parametrize(
+    "method,path,kwargs,status",
+    [
+        (
+            "post",
+            "/api/readers",
+            {"content": b"{not json", "headers": {"content-type": "application/json"}},
+            422,
+        ),
+        ("post", "/api/readers", {"json": {"name": ""}}, 422),
+        ("post", "/api/readers", {"json": {"name": "x" * 101}}, 422),
+        (
+            "post",
+            "/api/readers",
+            {"content": b"{" + b"x" * 10000, "headers": {"content-type": "application/json"}},
+            413,
+        ),
+        ("get", "/api/r/" + "f" * 32 + "/next", {}, 404),
+        ("get", "/api/r/../../etc/passwd/next", {}, 404),
+        ("get", "/img/../study.sqlite", {}, 404),
+        ("get", "/img/" + "0" * 32 + ".png", {}, 404),
+        ("get", "/r/not-a-token", {}, 404),
+    ],
+)
+def test_malformed_requests_get_4xx(study, method, path, kwargs, status):
+    client = TestClient(create_app(study), raise_server_exceptions=False)
+    res = getattr(client, method)(path, **kwargs)
+    assert res.status_code == status, res.text
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"image_id": "0" * 32, "label": "real"},
+        {"image_id": "zz", "label": "real"},
+        {"label": "real"},
+        {"image_id": None, "label": "maybe"},
+    ],
+)
+def test_bad_answers_get_4xx(study, payload):
+    client = TestClient(create_app(study), raise_server_exceptions=False)
+    token = _join(client)
+    res = client.post(f"/api/r/{token}/answer", json=payload)
+    assert 400 <= res.status_code < 500
+
+
+def test_nothing_but_pixels_separates_real_from_synthetic(study):
+    from PIL import Image
+
+    truth = _truth(study)
+    client = TestClient(create_app(study))
+    token = _join(client)
+    page = client.get(f"/r/{token}").text
+    headers, nexts, sizes = {}, {}, set()
+    while True:
+        nxt = client.get(f"/api/r/{token}/next").json()
+        if nxt["done"]:
+            break
+        image_id = nxt["image_id"]
+        kind = truth[image_id]["truth"]
+        nexts.setdefault(kind, set()).add(tuple(sorted(nxt)))
+        res = client.get(nxt["image_url"])
+        headers.setdefault(kind, set()).add(
+            tuple(sorted((k, v) for k, v in res.headers.items() if k != "content-length"))
+        )
+        img = Image.open(study / "images" / f"{image_id}.png")
+        assert img.mode == "L" and not img.info  # no text chunks, no gamma, no dpi
+        sizes.add(img.size)
+        client.post(f"/api/r/{token}/answer", json={"image_id": image_id, "label": "real"})
+    assert nexts["real"] == nexts["synthetic"]  # the same fields for every image
+    assert headers["real"] == headers["synthetic"]  # the same headers apart from the length
+    assert len(sizes) == 1  # one display size for all
+    files = sorted(p.name for p in (study / "images").iterdir())
+    assert all(re.fullmatch(r"[0-9a-f]{32}\.png", f) for f in files)
+    for image_id, img in truth.items():  # no id, URL or page text carries the truth
+        for word in ("real", "synth", img["model"] or "model", img["subject"]):
+            assert word.lower() not in image_id
+    assert "CycleGAN" not in page and "phantom-" not in page
+    raw = (study / "images" / files[0]).read_bytes()
+    chunks = re.findall(rb"(tEXt|iTXt|zTXt|eXIf|tIME)", raw)
+    assert not chunks
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(study: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mrtranslate",
+            "perceptual",
+            "serve",
+            str(study),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+@pytest.mark.slow
+def test_twenty_concurrent_readers_store_each_answer_once(study):
+    port = _free_port()
+    proc = _start_server(study, port)
+    base = f"http://127.0.0.1:{port}"
+    errors = []
+
+    def reader(i: int) -> None:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            token = client.post("/api/readers", json={"name": f"reader {i}"}).json()["token"]
+            while True:
+                nxt = client.get(f"/api/r/{token}/next").json()
+                if nxt["done"]:
+                    return
+                body = {"image_id": nxt["image_id"], "label": "real" if i % 2 else "synthetic"}
+                res = client.post(f"/api/r/{token}/answer", json=body)
+                again = client.post(f"/api/r/{token}/answer", json=body)  # a double click
+                if res.status_code != 200 or again.status_code != 409:
+                    errors.append((res.status_code, again.status_code))
+                    return
+
+    try:
+        threads = [threading.Thread(target=reader, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert not errors
+    rows = store.all_rows(study)
+    assert len(rows["readers"]) == 20
+    pairs = [(a["reader_id"], a["image_id"]) for a in rows["answers"]]
+    assert len(pairs) == 20 * 12 and len(set(pairs)) == len(pairs)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_study_loses_no_submitted_answer(study):
+    port = _free_port()
+    proc = _start_server(study, port)
+    base = f"http://127.0.0.1:{port}"
+    acknowledged = []
+    with httpx.Client(base_url=base, timeout=30) as client:
+        token = client.post("/api/readers", json={"name": "crash"}).json()["token"]
+        for _ in range(5):
+            nxt = client.get(f"/api/r/{token}/next").json()
+            res = client.post(
+                f"/api/r/{token}/answer", json={"image_id": nxt["image_id"], "label": "real"}
+            )
+            assert res.status_code == 200
+            acknowledged.append(nxt["image_id"])
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc = _start_server(study, port)
+    try:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            nxt = client.get(f"/api/r/{token}/next").json()
+            assert nxt["position"] == 6 and nxt["image_id"] not in acknowledged
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    stored = [a["image_id"] for a in store.all_rows(study)["answers"]]
+    assert stored == acknowledged
+
+
+@pytest.mark.slow
+def test_reader_flow_in_a_real_browser(study):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"Debian's chromium is required in CI ({CHROMIUM} not found)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    proc = _start_server(study, port)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ],
+            )
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.fill("#name", "Browser Reader")
+            page.click("button[type=submit]")
+            page.wait_for_url(re.compile(r".*/r/[0-9a-f]{32}$"))
+            page.wait_for_function("document.getElementById('progress').textContent === '1 / 12'")
+            page.screenshot(path=str(ARTIFACTS / "perceptual_reader.png"))
+            for i in range(12):
+                page.wait_for_function(
+                    f"document.getElementById('progress').textContent === '{i + 1} / 12' && "
+                    "!document.getElementById('real').disabled"
+                )
+                if i % 3 == 0:
+                    page.click("#real")
+                elif i % 3 == 1:
+                    page.keyboard.press("s")
+                else:
+                    page.keyboard.press("R")
+            page.wait_for_function(
+                "document.getElementById('status').textContent.includes('Thank you')"
+            )
+            page.screenshot(path=str(ARTIFACTS / "perceptual_done.png"))
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    answers = store.all_rows(study)["answers"]
+    assert len(answers) == 12
+    assert [a["label"] for a in answers] == ["real", "synthetic", "real"] * 4
+    assert (ARTIFACTS / "perceptual_reader.png").stat().st_size > 1000
+
+
+def test_serve_refuses_remote_bind_without_flag(study, capsys):
+    code = main(["perceptual", "serve", str(study), "--host", "0.0.0.0"])
+    assert code == 2 and "--allow-remote" in capsys.readouterr().err
+
+
+def test_analyze_writes_results_and_figures(study, tmp_path):
+    client = TestClient(create_app(study))
+    for name in ("a", "b"):
+        token = _join(client, name)
+        while not (nxt := client.get(f"/api/r/{token}/next").json())["done"]:
+            client.post(
+                f"/api/r/{token}/answer", json={"image_id": nxt["image_id"], "label": "real"}
+            )
+    out = tmp_path / "analysis"
+    assert main(["perceptual", "analyze", str(study), "--out", str(out)]) == 0
+    result = json.loads((out / "results.json").read_text())
+    assert result["overall"]["answers"] == 24
+    assert result["overall"]["accuracy"] == pytest.approx(16 / 24)  # all labelled real
+    assert result["overall"]["specificity"] == 1.0 and result["overall"]["sensitivity"] == 0.0
+    assert result["agreement"]["pairs"][0]["cohen_kappa"] == pytest.approx(1.0)
+    for name in (
+        "figure1d_perceptual_totals.png",
+        "figure1e_perceptual_models.png",
+        "answers.csv",
+        "results.html",
+    ):
+        assert (out / name).stat().st_size > 0
+
+
+def test_statistics_known_answers():
+    from mrtranslate.perceptual.analysis import cohen_kappa, fleiss_kappa, wilson
+
+    low, high = wilson(50, 100)
+    assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
+    assert cohen_kappa(["real", "synthetic"] * 5, ["synthetic", "real"] * 5) == pytest.approx(-1)
+    assert fleiss_kappa(np.array([[2, 0], [0, 2], [2, 0]])) == pytest.approx(1.0)
+
+
+def test_realism_observer(small_phantom, gan_runs, tmp_path, capsys):
+    assert (
+        main(
+            [
+                "realism",
+                "--data",
+                str(small_phantom),
+                "--runs",
+                *map(str, gan_runs),
+                "--out",
+                str(tmp_path),
+                "--folds",
+                "2",
+                "--epochs",
+                "2",
+            ]
+        )
+        == 0
+    )
+    result = json.loads((tmp_path / "realism.json").read_text())
+    for model in ("CycleGAN", "UNIT"):
+        for contrast in ("t1w", "t2w"):
+            entry = result["models"][model][contrast]
+            assert 0 <= entry["accuracy"] <= 1 and entry["held_out_images"] == 8
+            assert entry["high_frequency_ratio"] > 0
+    assert "observer accuracy" in capsys.readouterr().out
+
+
+def test_observer_separates_obviously_different_images():
+    import torch
+
+    from mrtranslate.perceptual.realism import high_frequency_fraction, observer_accuracy
+
+    gen = torch.Generator().manual_seed(0)
+    real = torch.rand(40, 1, 32, 32, generator=gen) * 2 - 1
+    smooth = torch.nn.functional.avg_pool2d(real, 5, stride=1, padding=2)
+    result = observer_accuracy(real, smooth, folds=4, epochs=15)
+    assert result["accuracy"] > 0.9
+    assert high_frequency_fraction(((smooth + 1) / 2)[:, 0].numpy()) < high_frequency_fraction(
+        ((real + 1) / 2)[:, 0].numpy()
+    )
+
+
+def test_report_includes_perceptual_and_realism(small_phantom, gan_runs, study, tmp_path):
+    client = TestClient(create_app(study))
+    token = _join(client)
+    nxt = client.get(f"/api/r/{token}/next").json()
+    client.post(f"/api/r/{token}/answer", json={"image_id": nxt["image_id"], "label": "real"})
+    assert (
+        main(
+            [
+                "realism",
+                "--data",
+                str(small_phantom),
+                "--runs",
+                *map(str, gan_runs),
+                "--out",
+                str(tmp_path / "realism"),
+                "--folds",
+                "2",
+                "--epochs",
+                "1",
+            ]
+        )
+        == 0
+    )
+    out = tmp_path / "report"
+    assert (
+        main(
+            [
+                "report",
+                "--runs",
+                *map(str, gan_runs),
+                "--out",
+                str(out),
+                "--perceptual",
+                str(study),
+                "--realism",
+                str(tmp_path / "realism"),
+            ]
+        )
+        == 0
+    )
+    page = (out / "report.html").read_text()
+    assert "Perceptual study (Figure 1 d, e)" in page and "Automated observer" in page
+    assert page.count("data:image/png;base64,") == 5
+    assert (out / "perceptual" / "figure1e_perceptual_models.png").is_file()
