@@ -1,4 +1,4 @@
-"""Perceptual study: API flow, no truth leaks, concurrency, crash safety, a real browser; realism."""
+"""Perceptual study: API flow, no truth leaks, concurrency, crash safety, browser; realism."""
 
 from __future__ import annotations
 
