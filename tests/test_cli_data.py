@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from helpers import usage_error
 from mrtranslate.cli import main
 
 
@@ -68,15 +69,6 @@ def test_preview(small_phantom, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def _assert_usage_error(capsys, args):
-    code = main(args)
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err.count("\n") == 1 and err.startswith("mrtranslate: error:"), err
-    assert "Traceback" not in err
-    return err
-
-
 @pytest.mark.parametrize(
     "extra,needle",
     [
@@ -92,7 +84,7 @@ def _assert_usage_error(capsys, args):
 )
 def test_phantom_bad_input(tmp_path, capsys, extra, needle):
     out = tmp_path / "d"
-    err = _assert_usage_error(capsys, ["data", "phantom", "--out", str(out), "--quiet", *extra])
+    err = usage_error(capsys, ["data", "phantom", "--out", str(out), "--quiet", *extra])
     assert needle in err
     assert not out.exists()
 
@@ -101,7 +93,7 @@ def test_phantom_refuses_non_empty_folder_and_keeps_data(tmp_path, capsys):
     out = tmp_path / "existing"
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
-    err = _assert_usage_error(
+    err = usage_error(
         capsys,
         [
             "data",
@@ -123,13 +115,13 @@ def test_phantom_refuses_non_empty_folder_and_keeps_data(tmp_path, capsys):
 def test_phantom_unwritable_path_non_root(tmp_path, capsys):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    _assert_usage_error(capsys, ["data", "phantom", "--out", str(locked / "d"), "--quiet"])
+    usage_error(capsys, ["data", "phantom", "--out", str(locked / "d"), "--quiet"])
 
 
 def test_phantom_unwritable_path(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    _assert_usage_error(capsys, ["data", "phantom", "--out", str(blocker / "d"), "--quiet"])
+    usage_error(capsys, ["data", "phantom", "--out", str(blocker / "d"), "--quiet"])
     assert blocker.read_text() == "not a folder"
 
 
@@ -157,5 +149,5 @@ def test_overwrite_replaces_data_set(tmp_path, capsys):
 
 
 def test_info_on_missing_or_foreign_folder(tmp_path, capsys):
-    _assert_usage_error(capsys, ["data", "info", str(tmp_path / "nope")])
-    _assert_usage_error(capsys, ["data", "info", str(tmp_path)])
+    usage_error(capsys, ["data", "info", str(tmp_path / "nope")])
+    usage_error(capsys, ["data", "info", str(tmp_path)])

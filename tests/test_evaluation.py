@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from helpers import usage_error
 from mrtranslate.cli import main
 from mrtranslate.training.run import train_run
 
@@ -21,14 +22,6 @@ def tiny_runs(small_phantom, tmp_path_factory):
         assert main(["evaluate", "--run", str(root / model), "--quiet"]) == 0
         runs.append(root / model)
     return runs
-
-
-def _usage_error(capsys, args) -> str:
-    code = main(args)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("mrtranslate: error:") and err.count("\n") == 1, err
-    return err
 
 
 def test_evaluate_outputs(tiny_runs):
@@ -80,10 +73,10 @@ def test_report_contains_every_figure_and_table(tiny_runs, tmp_path):
 
 
 def test_evaluate_bad_input(tiny_runs, small_phantom, tmp_path, capsys):
-    assert "no checkpoint" in _usage_error(capsys, ["evaluate", "--run", str(tmp_path)])
+    assert "no checkpoint" in usage_error(capsys, ["evaluate", "--run", str(tmp_path)])
     unfinished = tmp_path / "unfinished"
     train_run("simple", small_phantom, unfinished, profile="tiny", progress=False, stop_after=2)
-    assert "not finished" in _usage_error(capsys, ["evaluate", "--run", str(unfinished)])
+    assert "not finished" in usage_error(capsys, ["evaluate", "--run", str(unfinished)])
 
     from mrtranslate.data.build import build_phantom
     from mrtranslate.data.phantom import PhantomSpec
@@ -93,7 +86,7 @@ def test_evaluate_bad_input(tiny_runs, small_phantom, tmp_path, capsys):
         tmp_path / "other",
         progress=False,
     )
-    err = _usage_error(capsys, ["evaluate", "--run", str(tiny_runs[0]), "--data", str(other)])
+    err = usage_error(capsys, ["evaluate", "--run", str(tiny_runs[0]), "--data", str(other)])
     assert "48x48" in err
 
     empty = tmp_path / "empty"
@@ -112,15 +105,15 @@ def test_evaluate_bad_input(tiny_runs, small_phantom, tmp_path, capsys):
             for k in ("t1w", "t2w", "mask", "subjects", "scale_t1w", "scale_t2w")
         },
     )
-    err = _usage_error(capsys, ["evaluate", "--run", str(tiny_runs[0]), "--data", str(empty)])
+    err = usage_error(capsys, ["evaluate", "--run", str(tiny_runs[0]), "--data", str(empty)])
     assert "empty" in err
-    assert "not been evaluated" in _usage_error(
+    assert "not been evaluated" in usage_error(
         capsys, ["report", "--runs", str(unfinished), "--out", str(tmp_path / "r")]
     )
 
 
 def test_study_unknown_model(capsys, tmp_path):
-    assert "invalid choice" in _usage_error(
+    assert "invalid choice" in usage_error(
         capsys, ["study", "--out", str(tmp_path), "--models", "pix2pix"]
     )
 

@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from helpers import usage_error
 from mrtranslate.cli import main
 from mrtranslate.data.dataset import open_dataset
 from mrtranslate.data.phantom import PhantomSpec, make_subject
@@ -51,15 +52,6 @@ def bids_root(tmp_path_factory):
         save(anat / f"sub-{i:02d}_T1w.nii.gz", vols["t1w"], affine)
         save(anat / f"sub-{i:02d}_T2w.nii.gz", vols["t2w"], affine)
     return root
-
-
-def _usage_error(capsys, args) -> str:
-    code = main(args)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("mrtranslate: error:") and err.count("\n") == 1, err
-    assert "Traceback" not in err
-    return err
 
 
 def test_bids_import_and_info(bids_root, tmp_path, capsys):
@@ -337,7 +329,7 @@ def test_train_on_import_evaluate_and_translate_volume(bids_root, tmp_path, caps
     np.testing.assert_allclose(array_out, ras_out, atol=1e-4 * data_out.max())
     # An existing output is not replaced without --overwrite.
     before = out.read_bytes()
-    _usage_error(
+    usage_error(
         capsys,
         [
             "translate",
@@ -404,7 +396,7 @@ def test_pairs_import_bad_volumes(bad_inputs, tmp_path, capsys, t1, t2, needle):
     t1_path = files.get(t1, root / "missing.nii.gz")
     rows.append(f"bad,{t1_path},{files[t2]}")
     csv.write_text("\n".join(rows) + "\n")
-    err = _usage_error(
+    err = usage_error(
         capsys,
         [
             "data",
@@ -430,13 +422,13 @@ def test_import_other_bad_input(bad_inputs, tmp_path, capsys):
         + "".join(f"s{i},{files['good_t1']},{files['good_t2']}\n" for i in range(3))
     )
     base = ["data", "import", "--format", "pairs", "--csv", str(csv), "--quiet"]
-    assert "out of range" in _usage_error(
+    assert "out of range" in usage_error(
         capsys, [*base, "--out", str(tmp_path / "a"), "--slices", "9"]
     )
-    assert "divisible by 4" in _usage_error(
+    assert "divisible by 4" in usage_error(
         capsys, [*base, "--out", str(tmp_path / "b"), "--size", "66x64"]
     )
-    assert "not found" in _usage_error(
+    assert "not found" in usage_error(
         capsys,
         [
             "data",
@@ -452,14 +444,14 @@ def test_import_other_bad_input(bad_inputs, tmp_path, capsys):
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "keep.txt").write_text("x")
-    assert "--overwrite" in _usage_error(capsys, [*base, "--out", str(existing)])
+    assert "--overwrite" in usage_error(capsys, [*base, "--out", str(existing)])
     assert (existing / "keep.txt").read_text() == "x"
     dup = tmp_path / "dup.csv"
     dup.write_text(
         "subject,t1w,t2w\n"
         + "".join(f"s0,{files['good_t1']},{files['good_t2']}\n" for _ in range(3))
     )
-    assert "more than once" in _usage_error(
+    assert "more than once" in usage_error(
         capsys,
         ["data", "import", "--format", "pairs", "--csv", str(dup), "--out", str(tmp_path / "e")],
     )
@@ -474,7 +466,7 @@ def test_folders_subject_in_both_splits(tmp_path, capsys):
             Image.fromarray(np.full((32, 32), 9, np.uint8)).save(
                 tmp_path / "src" / folder / f"{name}.png"
             )
-    err = _usage_error(
+    err = usage_error(
         capsys,
         [
             "data",
@@ -514,10 +506,10 @@ def test_translate_bad_input(bad_inputs, small_phantom, tmp_path, capsys):
         ("nan", "NaN"),
         ("zeros", "all zeros"),
     ):
-        assert needle in _usage_error(capsys, [*base, "--input", str(files[name])])
-    assert "not found" in _usage_error(capsys, [*base, "--input", str(root / "none.nii.gz")])
+        assert needle in usage_error(capsys, [*base, "--input", str(files[name])])
+    assert "not found" in usage_error(capsys, [*base, "--input", str(root / "none.nii.gz")])
     assert not (tmp_path / "o.nii.gz").exists()
-    assert "no checkpoint" in _usage_error(
+    assert "no checkpoint" in usage_error(
         capsys,
         [
             "translate",
@@ -535,7 +527,7 @@ def test_translate_bad_input(bad_inputs, small_phantom, tmp_path, capsys):
     other = {k: v for k, v in state.items() if k not in ("format", "version")}
     other["config"] = {**state["config"], "model": "generators_s"}  # weights of another model
     save_checkpoint(run / "checkpoint.pt", other)
-    assert "does not match" in _usage_error(capsys, [*base, "--input", str(files["good_t1"])])
+    assert "does not match" in usage_error(capsys, [*base, "--input", str(files["good_t1"])])
     state["version"] = 99
     save_checkpoint(run / "checkpoint.pt", {k: v for k, v in state.items() if k not in ("format",)})
-    assert "version" in _usage_error(capsys, [*base, "--input", str(files["good_t1"])])
+    assert "version" in usage_error(capsys, [*base, "--input", str(files["good_t1"])])

@@ -12,18 +12,11 @@ import time
 import pytest
 import torch
 
+from helpers import usage_error
 from mrtranslate.cli import main
 from mrtranslate.errors import TrainingError
 from mrtranslate.training.checkpoint import load_checkpoint
 from mrtranslate.training.run import load_run, train_run
-
-
-def _usage_error(capsys, args) -> str:
-    code = main(args)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("mrtranslate: error:") and err.count("\n") == 1, err
-    return err
 
 
 def test_bad_set_keys_and_missing_data(small_phantom, tmp_path, capsys):
@@ -39,12 +32,12 @@ def test_bad_set_keys_and_missing_data(small_phantom, tmp_path, capsys):
         "tiny",
         "--quiet",
     ]
-    assert "unknown config key" in _usage_error(capsys, [*base, "--set", "train.epoch=3"])
-    assert "int" in _usage_error(capsys, [*base, "--set", "train.epochs=three"])
-    assert "section.key=value" in _usage_error(capsys, [*base, "--set", "train.epochs"])
-    assert "precision" in _usage_error(capsys, [*base, "--set", "train.precision=fp8"])
-    assert "positive" in _usage_error(capsys, [*base, "--set", "train.batch_size=0"])
-    err = _usage_error(
+    assert "unknown config key" in usage_error(capsys, [*base, "--set", "train.epoch=3"])
+    assert "int" in usage_error(capsys, [*base, "--set", "train.epochs=three"])
+    assert "section.key=value" in usage_error(capsys, [*base, "--set", "train.epochs"])
+    assert "precision" in usage_error(capsys, [*base, "--set", "train.precision=fp8"])
+    assert "positive" in usage_error(capsys, [*base, "--set", "train.batch_size=0"])
+    err = usage_error(
         capsys,
         [
             "train",
@@ -58,7 +51,7 @@ def test_bad_set_keys_and_missing_data(small_phantom, tmp_path, capsys):
         ],
     )
     assert "not found" in err
-    assert "invalid choice" in _usage_error(capsys, [*base[:2], "pix2pix", *base[3:]])
+    assert "invalid choice" in usage_error(capsys, [*base[:2], "pix2pix", *base[3:]])
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
 
 
@@ -94,7 +87,7 @@ def test_existing_run_needs_resume(small_phantom, tmp_path, capsys):
         "--quiet",
     ]
     assert main(args) == 0
-    assert "--resume" in _usage_error(capsys, args)
+    assert "--resume" in usage_error(capsys, args)
     assert main([*args, "--resume"]) == 0  # finished: nothing more to do
 
 
