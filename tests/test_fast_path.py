@@ -83,6 +83,8 @@ def test_bench_writes_valid_json(tmp_path, capsys):
             "simple",
             "--size",
             "32",
+            "--metrics-images",
+            "20",
             "--precision",
             "fp32,bf16",
             "--repeats",
@@ -99,6 +101,7 @@ def test_bench_writes_valid_json(tmp_path, capsys):
         assert r["train_images_per_second"] > 0 and r["infer_b16_images_per_second"] > 0
         assert r["train_step_gflop"] > 0 and r["infer_gflop_per_image"] > 0
     assert report["ceilings"]["conv3x3_fp32_gflops"] > 0
+    assert report["metrics"]["images"] == 20 and report["metrics"]["seconds_76x64"] > 0
     assert "Simple" in capsys.readouterr().out
 
 
@@ -106,3 +109,67 @@ def test_bench_writes_valid_json(tmp_path, capsys):
 def test_bench_bad_input(args, capsys):
     assert main(["bench", "--models", "simple", *args]) == 2
     assert capsys.readouterr().err.startswith("mrtranslate: error:")
+
+
+@pytest.mark.parametrize("model", ["cyclegan", "unit"])
+def test_joint_real_fake_discriminator_call_equals_two_calls(model):
+    from mrtranslate.methods.base import score_real_and_fake
+
+    _, method = _method(model)
+    real, fake = torch.rand(2, 1, 32, 32) * 2 - 1, torch.rand(3, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        joint_real, joint_fake = score_real_and_fake(method.d_t1, real, fake)
+        separate_real, separate_fake = method.d_t1(real), method.d_t1(fake)
+    if isinstance(separate_real, list):
+        for a, b in zip([*joint_real, *joint_fake], [*separate_real, *separate_fake]):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    else:
+        torch.testing.assert_close(joint_real, separate_real, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(joint_fake, separate_fake, rtol=1e-5, atol=1e-6)
+
+
+def test_micro_batched_translation_equals_one_batch():
+    from mrtranslate.evaluation.translate import translate_stack
+
+    _, method = _method("cyclegan")
+    method.eval()
+    x = torch.rand(5, 1, 32, 32) * 2 - 1
+    with torch.inference_mode():
+        ref = method.translate(x, "t1-to-t2")
+    torch.testing.assert_close(
+        translate_stack(method, x, "t1-to-t2", 16), ref, rtol=1e-4, atol=1e-5
+    )
+
+
+def test_unit_batched_generator_step_equals_separate_calls():
+    from mrtranslate.losses import bce_gan_loss, l1, latent_kl
+
+    _, m = _method("unit")
+    m.eval()  # no latent noise, so both computations are deterministic
+    batch = {"t1w": torch.rand(2, 1, 32, 32) * 2 - 1, "t2w": torch.rand(2, 1, 32, 32) * 2 - 1}
+    with torch.no_grad():
+        _, logs, fakes = m.generator_step(batch)
+        mu1, mu2 = m.encode(batch["t1w"], m.enc_t1), m.encode(batch["t2w"], m.enc_t2)
+        fake_t2, fake_t1 = m.decode(mu1, m.dec_t2), m.decode(mu2, m.dec_t1)
+        rec_t1 = m.decode(mu1, m.dec_t1)
+        mu_c1 = m.encode(fake_t2, m.enc_t2)
+        cyc_t1 = m.decode(mu_c1, m.dec_t1)
+        expected = {
+            "g/adv_t2": bce_gan_loss(m.d_t2(fake_t2), True),
+            "g/kl": latent_kl(mu1) + latent_kl(mu2),
+            "g/rec_t1": l1(rec_t1, batch["t1w"]),
+            "g/cycle_t1": l1(cyc_t1, batch["t1w"]),
+        }
+    torch.testing.assert_close(fakes["t2w"], fake_t2, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fakes["t1w"], fake_t1, rtol=1e-4, atol=1e-5)
+    for key, value in expected.items():
+        torch.testing.assert_close(logs[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_downsample_keeps_small_images_usable():
+    from mrtranslate.data.tensors import working_shape
+
+    assert working_shape((304, 256), 0) == (76, 64)
+    assert working_shape((128, 112), 0) == (64, 56)
+    assert working_shape((64, 64), 0) == (64, 64)
+    assert working_shape((304, 256), 2) == (152, 128)

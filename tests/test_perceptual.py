@@ -530,3 +530,13 @@ def test_report_includes_perceptual_and_realism(small_phantom, gan_runs, study, 
     assert "Perceptual study (Figure 1 d, e)" in page and "Automated observer" in page
     assert page.count("data:image/png;base64,") == 5
     assert (out / "perceptual" / "figure1e_perceptual_models.png").is_file()
+
+
+def test_admin_page_links_work(study):
+    client = TestClient(create_app(study))
+    admin = _admin_token(study)
+    page = client.get("/admin", params={"token": admin}).text
+    links = re.findall(r"href='([^']+)'", page)
+    assert len(links) == 2
+    for link in links:
+        assert client.get(link.replace("&amp;", "&")).status_code == 200

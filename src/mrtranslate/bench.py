@@ -20,12 +20,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from mrtranslate.config import apply_overrides, make_config
-from mrtranslate.evaluation.translate import autocast
+from mrtranslate.evaluation.translate import translate_stack
 from mrtranslate.methods import DISPLAY_NAMES, build_method
 from mrtranslate.training.trainer import Trainer, TrainingData
 
@@ -70,7 +71,7 @@ def bench_model(
     size: tuple[int, int],
     batch: int,
     repeats: int,
-    channels_last: bool = True,
+    channels_last: bool = False,
     compile_nets: bool = False,
 ) -> dict:
     """Throughput, FLOPs and achieved GFLOP/s of one model at the paper's configuration."""
@@ -118,25 +119,35 @@ def bench_model(
         "train_gflops_per_second": train_flops / median / 1e9,
     }
     for infer_batch in (1, 16):
-        images = (torch.rand(infer_batch, 1, *size) * 2 - 1).contiguous(
-            memory_format=torch.channels_last if channels_last else torch.contiguous_format
-        )
+        images = torch.rand(infer_batch, 1, *size) * 2 - 1
 
-        def infer(images=images):
-            with torch.inference_mode(), autocast("cpu", precision):
-                method.translate(images, "t1-to-t2")
+        def infer(images=images, n=infer_batch):
+            translate_stack(method, images, "t1-to-t2", n, precision=precision)
 
         times = _timed(infer, max(2, repeats if infer_batch == 1 else repeats // 2))
         per_image = statistics.median(times) / infer_batch
         result[f"infer_b{infer_batch}_seconds_per_image"] = per_image
         result[f"infer_b{infer_batch}_images_per_second"] = 1 / per_image
         if infer_batch == 1:
-            flops = count_flops(infer)
-            result["infer_gflop_per_image"] = flops / 1e9
+            result["infer_gflop_per_image"] = count_flops(infer) / 1e9
         result[f"infer_b{infer_batch}_gflops_per_second"] = (
             result["infer_gflop_per_image"] / per_image
         )
     return result
+
+
+def metrics_seconds(shape: tuple[int, int], count: int, seed: int = 0) -> float:
+    """Seconds to compute all measures (whole image and inside the mask) for ``count`` pairs."""
+    from mrtranslate.evaluation.evaluate import measure_stack
+
+    rng = np.random.default_rng(seed)
+    real = rng.random((count, *shape), dtype=np.float32)
+    synthetic = np.clip(real + 0.1 * rng.standard_normal(real.shape, dtype=np.float32), 0, 1)
+    masks = np.zeros(real.shape, dtype=bool)
+    masks[:, shape[0] // 8 : -shape[0] // 8, shape[1] // 8 : -shape[1] // 8] = True
+    start = time.perf_counter()
+    measure_stack(real, synthetic, masks, progress=False)
+    return time.perf_counter() - start
 
 
 def run_bench(
@@ -145,11 +156,15 @@ def run_bench(
     size: tuple[int, int],
     batch: int,
     repeats: int,
-    channels_last: bool = True,
+    channels_last: bool = False,
     compile_nets: bool = False,
     progress: Callable[[str], None] | None = None,
+    metrics_images: int = 2130,
 ) -> dict:
-    """The whole benchmark: machine ceilings and one result per (model, precision)."""
+    """The whole benchmark: machine ceilings, one result per (model, precision), and the time
+    of the evaluation measures for ``metrics_images`` image pairs (213 test images x 5 models x
+    2 directions by default) at the quick profile's 76x64 and, extrapolated from a tenth of the
+    images, at the paper's 304x256."""
     say = progress or (lambda message: None)
     say("measuring this machine's fp32/bf16 conv and matmul ceilings")
     ceilings = measure_ceilings()
@@ -162,7 +177,17 @@ def run_bench(
             res["train_fraction_of_conv_peak"] = res["train_gflops_per_second"] / peak
             res["infer_b16_fraction_of_conv_peak"] = res["infer_b16_gflops_per_second"] / peak
             results.append(res)
+    say(f"evaluation measures for {metrics_images} image pairs")
+    small = metrics_seconds((76, 64), metrics_images)
+    tenth = max(1, metrics_images // 10)
+    full = metrics_seconds((304, 256), tenth) * metrics_images / tenth
     return {
+        "metrics": {
+            "images": metrics_images,
+            "seconds_76x64": small,
+            "seconds_304x256_extrapolated": full,
+            "measures": "MAE, PSNR, MI, SSIM, whole image and inside the mask",
+        },
         "machine": {
             "processor": platform.processor() or platform.machine(),
             "torch": torch.__version__,
@@ -196,4 +221,10 @@ def format_table(report: dict) -> str:
             f"{r['infer_b1_seconds_per_image']:>16.4f}{r['infer_b16_seconds_per_image']:>11.4f}"
             f"{100 * r['infer_b16_fraction_of_conv_peak']:>6.0f}%"
         )
+    m = report["metrics"]
+    lines.append(
+        f"evaluation measures for {m['images']} image pairs (no translation): "
+        f"{m['seconds_76x64']:.2f} s at 76x64, about {m['seconds_304x256_extrapolated']:.1f} s "
+        "at 304x256"
+    )
     return "\n".join(lines)

@@ -101,7 +101,9 @@ def run_translate(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
-    run = load_run(args.run)
+    import torch
+
+    run = load_run(args.run, device="cuda" if torch.cuda.is_available() else "cpu")
     written = translate_paths(
         run,
         args.direction,

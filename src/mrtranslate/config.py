@@ -58,23 +58,24 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     weight_decay: float = 0.0  # L2 added to the gradient (Adam weight_decay)
-    downsample: int = 1  # train at the data set's size divided by this (rounded to 4)
+    downsample: int = 1  # train at the data size divided by this (rounded to 4); 0 = auto
     max_train_images: int = 0  # 0 = all training images
     precision: str = "fp32"  # fp32 or bf16 (autocast)
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda or cuda:N
     threads: int = 0  # torch intra-op threads; 0 = PyTorch's default
-    channels_last: bool = True  # NHWC memory format for networks and batches (faster convs)
+    channels_last: bool = False  # NHWC memory format (measured slower here: see README)
     compile: bool = False  # torch.compile each network (pays off for long runs)
     log_every: int = 25  # steps between TensorBoard scalars
     checkpoint_every: int = 0  # steps between extra checkpoints (0 = at each epoch end only)
 
     def validate(self) -> None:
-        positive = ("epochs", "batch_size", "downsample", "log_every")
+        positive = ("epochs", "batch_size", "log_every")
         for key in positive:
             if getattr(self, key) <= 0:
                 raise ValueError(f"train.{key} must be positive, got {getattr(self, key)}")
         for key in (
+            "downsample",
             "decay_epochs",
             "steps_per_epoch",
             "max_train_images",
@@ -179,7 +180,7 @@ def make_config(model: str, profile: str = "quick") -> RunConfig:
 _QUICK_COMMON: dict[str, Any] = {
     "train.epochs": 6,
     "train.batch_size": 4,
-    "train.downsample": 4,
+    "train.downsample": 0,  # auto: 4x for the 304x256 phantom (76x64), less for small images
     "train.precision": "bf16",
 }
 _QUICK_CYCLEGAN: dict[str, Any] = {

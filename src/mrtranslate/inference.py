@@ -79,7 +79,12 @@ def _translate_canonical(
             resize(torch.from_numpy(np.stack(images))[:, None], run.model_image_shape)
         )
         fake = translate_stack(
-            run.method, batch, direction, batch_size, precision=run.config.train.precision
+            run.method,
+            batch,
+            direction,
+            batch_size,
+            device=next(run.method.parameters()).device,
+            precision=run.config.train.precision,
         )
         fake01 = to_data_range(resize(fake, data_shape))[:, 0].numpy()
         for k, image01, divisor, slice_mask, shape in zip(chunk, fake01, divisors, masks, shapes):

@@ -8,12 +8,25 @@ import torch.nn.functional as F
 
 from mrtranslate.data.dataset import Split
 
+AUTO_MIN_SIDE = 48  # the automatic down-sampling keeps at least this many pixels per side
+
+
+def auto_downsample(data_shape: tuple[int, int], largest: int = 4) -> int:
+    """The largest factor <= ``largest`` that keeps the shorter side >= 48 pixels (at least 1)."""
+    for factor in range(largest, 1, -1):
+        if min(data_shape) / factor >= AUTO_MIN_SIDE:
+            return factor
+    return 1
+
 
 def working_shape(data_shape: tuple[int, int], downsample: int) -> tuple[int, int]:
-    """The image size a run trains at: the data size / ``downsample``, rounded to a multiple of 4.
+    """The image size a run trains at: the data size / ``downsample``, rounded to a multiple of 4
+    (``downsample=0`` picks the factor with :func:`auto_downsample`).
 
     Raises ``ValueError`` when the result would be smaller than 32 pixels.
     """
+    if downsample == 0:
+        downsample = auto_downsample(data_shape)
     shape = tuple(max(4, int(round(s / downsample / 4)) * 4) for s in data_shape)
     if min(shape) < 32:
         raise ValueError(

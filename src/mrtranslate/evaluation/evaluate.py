@@ -113,8 +113,12 @@ def evaluate_run(
     batch_size: int = 16,
     progress: bool = True,
 ) -> dict:
-    """Evaluate a finished run on the test split; returns the summary (also written to disk)."""
-    run = load_run(run_dir)
+    """Evaluate a finished run on the test split; returns the summary (also written to disk).
+
+    Translation runs on the GPU when one is available, else on the CPU.
+    """
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    run = load_run(run_dir, device=device)
     data_dir = data_dir or run.record.get("data", {}).get("path")
     if not data_dir:
         raise UsageError(f"{run_dir} does not record its data set; pass --data")
@@ -136,7 +140,9 @@ def evaluate_run(
     rows_by_direction, csv_rows, timing = {}, [], {}
     for direction, (src, dst) in DIRECTIONS.items():
         precision = run.config.train.precision
-        fake = translate_stack(run.method, tensors[src], direction, batch_size, precision=precision)
+        fake = translate_stack(
+            run.method, tensors[src], direction, batch_size, device=device, precision=precision
+        )
         real01 = to_data_range(tensors[dst])[:, 0].numpy()
         fake01 = to_data_range(fake)[:, 0].numpy()
         save_npy_atomic(eval_dir / f"synthetic_{direction}.npy", fake01.astype(np.float32))
@@ -148,7 +154,7 @@ def evaluate_run(
         ]
         timing[direction] = {
             "seconds_per_image_batch1": time_synthesis(
-                run.method, tensors[src], direction, 1, precision=precision
+                run.method, tensors[src], direction, 1, device=device, precision=precision
             ),
             f"seconds_per_image_batch{batch_size}": time_synthesis(
                 run.method,
@@ -156,6 +162,7 @@ def evaluate_run(
                 direction,
                 batch_size,
                 repeats=2 * batch_size,
+                device=device,
                 precision=precision,
             ),
         }
@@ -175,7 +182,7 @@ def evaluate_run(
             "precision": run.config.train.precision,
             "device": run.record.get("device"),
         },
-        "synthesis": {"torch_threads": torch.get_num_threads(), **timing},
+        "synthesis": {"device": str(device), "torch_threads": torch.get_num_threads(), **timing},
         "references": references,
     }
     write_text_atomic(

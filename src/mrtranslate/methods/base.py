@@ -58,6 +58,21 @@ class Method(nn.Module, ABC):
         return {}
 
 
+def score_real_and_fake(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor):
+    """One discriminator call on real and fake images together, split back into two.
+
+    The same function as two calls, because the discriminators treat every image of a batch
+    independently (instance norm or no norm), but one larger call uses the CPU better.
+    Returns the two outputs (tensors, or lists of tensors for multi-scale discriminators).
+    """
+    scores = discriminator(torch.cat([real, fake.to(real.dtype)]))
+    sizes = [real.shape[0], fake.shape[0]]
+    if isinstance(scores, list):
+        parts = [s.split(sizes) for s in scores]
+        return [p[0] for p in parts], [p[1] for p in parts]
+    return scores.split(sizes)
+
+
 def check_direction(direction: str) -> None:
     if direction not in ("t1-to-t2", "t2-to-t1"):
         raise ValueError(f"direction must be 't1-to-t2' or 't2-to-t1', got {direction!r}")

@@ -18,7 +18,14 @@ from __future__ import annotations
 import torch
 
 from mrtranslate.losses import l1, lsgan_loss
-from mrtranslate.methods.base import Batch, ImagePool, Logs, Method, check_direction
+from mrtranslate.methods.base import (
+    Batch,
+    ImagePool,
+    Logs,
+    Method,
+    check_direction,
+    score_real_and_fake,
+)
 from mrtranslate.nets import PatchDiscriminator, ResnetGenerator
 
 
@@ -112,14 +119,11 @@ class CycleGAN(Method):
         return loss, logs, {"t1w": fake_t1.detach(), "t2w": fake_t2.detach()}
 
     def discriminator_step(self, batch: Batch, fakes: Batch) -> tuple[torch.Tensor, Logs]:
-        pooled_t1 = self.pool_t1.query(fakes["t1w"])
-        pooled_t2 = self.pool_t2.query(fakes["t2w"])
-        loss_t1 = 0.5 * (
-            lsgan_loss(self.d_t1(batch["t1w"]), True) + lsgan_loss(self.d_t1(pooled_t1), False)
-        )
-        loss_t2 = 0.5 * (
-            lsgan_loss(self.d_t2(batch["t2w"]), True) + lsgan_loss(self.d_t2(pooled_t2), False)
-        )
+        losses = {}
+        for key, disc, pool in (("t1w", self.d_t1, self.pool_t1), ("t2w", self.d_t2, self.pool_t2)):
+            real_scores, fake_scores = score_real_and_fake(disc, batch[key], pool.query(fakes[key]))
+            losses[key] = 0.5 * (lsgan_loss(real_scores, True) + lsgan_loss(fake_scores, False))
+        loss_t1, loss_t2 = losses["t1w"], losses["t2w"]
         loss = loss_t1 + loss_t2
         return loss, {"d/t1": loss_t1.detach(), "d/t2": loss_t2.detach()}
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from mrtranslate.losses import bce_gan_loss, l1, latent_kl
-from mrtranslate.methods.base import Batch, Logs, Method, check_direction
+from mrtranslate.methods.base import Batch, Logs, Method, check_direction, score_real_and_fake
 from mrtranslate.nets.unit import (
     UnitDecoder,
     UnitEncoder,
@@ -108,26 +108,32 @@ class Unit(Method):
     def discriminator_parameters(self):
         return [*self.d_t1.parameters(), *self.d_t2.parameters()]
 
-    def encode(self, images: torch.Tensor, encoder: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images -> (mu, z): z = mu + N(0, I) noise in training mode, z = mu in eval mode."""
-        mu = self.shared_enc(encoder(images))
-        z = mu + torch.randn_like(mu) if self.training else mu
-        return mu, z
+    def sample(self, mu: torch.Tensor) -> torch.Tensor:
+        """z = mu + N(0, I) noise in training mode, z = mu in eval mode (deterministic)."""
+        return mu + torch.randn_like(mu) if self.training else mu
+
+    def encode(self, images: torch.Tensor, encoder: nn.Module) -> torch.Tensor:
+        """Images (B, 1, H, W) -> latent means mu (B, 4*width, H/4, W/4)."""
+        return self.shared_enc(encoder(images))
 
     def decode(self, z: torch.Tensor, decoder: nn.Module) -> torch.Tensor:
         return decoder(self.shared_dec(z))
 
     def generator_step(self, batch: Batch) -> tuple[torch.Tensor, Logs, Batch]:
         real_t1, real_t2 = batch["t1w"], batch["t2w"]
-        mu_t1, z_t1 = self.encode(real_t1, self.enc_t1)
-        mu_t2, z_t2 = self.encode(real_t2, self.enc_t2)
-        h_t1, h_t2 = self.shared_dec(z_t1), self.shared_dec(z_t2)
-        rec_t1, fake_t2 = self.dec_t1(h_t1), self.dec_t2(h_t1)
-        rec_t2, fake_t1 = self.dec_t2(h_t2), self.dec_t1(h_t2)
-        mu_cyc_t1, z_cyc_t1 = self.encode(fake_t2, self.enc_t2)  # t1 -> t2 -> latent
-        mu_cyc_t2, z_cyc_t2 = self.encode(fake_t1, self.enc_t1)
-        cyc_t1 = self.decode(z_cyc_t1, self.dec_t1)
-        cyc_t2 = self.decode(z_cyc_t2, self.dec_t2)
+        sizes = [real_t1.shape[0], real_t2.shape[0]]
+        # Every layer treats the images of a batch independently, so the shared blocks and each
+        # decoder run once on both domains together (fewer, larger calls; the same function).
+        mu = self.shared_enc(torch.cat([self.enc_t1(real_t1), self.enc_t2(real_t2)]))
+        h = self.shared_dec(self.sample(mu))  # [h_t1; h_t2]
+        rec_t1, fake_t1 = self.dec_t1(h).split(sizes)
+        fake_t2, rec_t2 = self.dec_t2(h).split(sizes)
+        # Cycle: t1 -> t2 -> latent -> t1 and t2 -> t1 -> latent -> t2.
+        mu_cyc = self.shared_enc(torch.cat([self.enc_t2(fake_t2), self.enc_t1(fake_t1)]))
+        h_cyc_t1, h_cyc_t2 = self.shared_dec(self.sample(mu_cyc)).split(sizes)
+        cyc_t1, cyc_t2 = self.dec_t1(h_cyc_t1), self.dec_t2(h_cyc_t2)
+        mu_t1, mu_t2 = mu.split(sizes)
+        mu_cyc_t1, mu_cyc_t2 = mu_cyc.split(sizes)
         logs = {
             "g/adv_t2": bce_gan_loss(self.d_t2(fake_t2), True),
             "g/adv_t1": bce_gan_loss(self.d_t1(fake_t1), True),
@@ -151,19 +157,16 @@ class Unit(Method):
         return loss, logs, {"t1w": fake_t1.detach(), "t2w": fake_t2.detach()}
 
     def discriminator_step(self, batch: Batch, fakes: Batch) -> tuple[torch.Tensor, Logs]:
-        loss_t1 = bce_gan_loss(self.d_t1(batch["t1w"]), True) + bce_gan_loss(
-            self.d_t1(fakes["t1w"]), False
-        )
-        loss_t2 = bce_gan_loss(self.d_t2(batch["t2w"]), True) + bce_gan_loss(
-            self.d_t2(fakes["t2w"]), False
-        )
+        losses = {}
+        for key, disc in (("t1w", self.d_t1), ("t2w", self.d_t2)):
+            real_scores, fake_scores = score_real_and_fake(disc, batch[key], fakes[key])
+            losses[key] = bce_gan_loss(real_scores, True) + bce_gan_loss(fake_scores, False)
+        loss_t1, loss_t2 = losses["t1w"], losses["t2w"]
         loss = self.weights["adv"] * (loss_t1 + loss_t2)
         return loss, {"d/t1": loss_t1.detach(), "d/t2": loss_t2.detach()}
 
     def translate(self, images: torch.Tensor, direction: str) -> torch.Tensor:
         check_direction(direction)
         if direction == "t1-to-t2":
-            mu, _ = self.encode(images, self.enc_t1)
-            return self.decode(mu, self.dec_t2)
-        mu, _ = self.encode(images, self.enc_t2)
-        return self.decode(mu, self.dec_t1)
+            return self.decode(self.encode(images, self.enc_t1), self.dec_t2)
+        return self.decode(self.encode(images, self.enc_t2), self.dec_t1)

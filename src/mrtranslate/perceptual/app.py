@@ -150,7 +150,12 @@ def create_app(study_dir: str | Path) -> FastAPI:
     @app.get("/admin", response_class=HTMLResponse)
     def admin(request: Request):
         check_admin(request)
-        return results_html(analyse(store.all_rows(study)))
+        token = request.query_params.get("token") or ""
+        return results_html(
+            analyse(store.all_rows(study)),
+            csv_link=f"/admin/results.csv?token={token}",
+            json_link=f"/admin/results.json?token={token}",
+        )
 
     @app.get("/admin/results.json")
     def results_json(request: Request):

@@ -50,10 +50,13 @@ def results_table(result: dict) -> str:
         + "</tr>"
         for m, s in result["by_model"].items()
     )
-    agreement = "".join(
-        f"<tr><td>{escape(p['a'])}</td><td>{escape(p['b'])}</td>"
-        f"<td>{p['images']}</td><td>{p['cohen_kappa']:.3f}</td></tr>"
-        for p in result["agreement"]["pairs"]
+    agreement = (
+        "".join(
+            f"<tr><td>{escape(p['a'])}</td><td>{escape(p['b'])}</td>"
+            f"<td>{p['images']}</td><td>{p['cohen_kappa']:.3f}</td></tr>"
+            for p in result["agreement"]["pairs"]
+        )
+        or "<tr><td colspan=4>needs two or more readers</td></tr>"
     )
     fleiss = result["agreement"].get("fleiss_kappa")
     return (
@@ -71,13 +74,18 @@ def results_table(result: dict) -> str:
     )
 
 
-def results_html(result: dict) -> str:
+def results_html(
+    result: dict, csv_link: str = "answers.csv", json_link: str = "results.json"
+) -> str:
+    """A results page linking to the answers (CSV) and results (JSON) exports."""
     return (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>Study results</title>"
         "<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto}"
         "td,th{border:1px solid #ccc;padding:3px 8px}table{border-collapse:collapse}"
         "</style></head><body><h1>Perceptual study results</h1>"
-        f"{results_table(result)}<p><a href='results.csv'>answers (CSV)</a></p></body></html>"
+        f"{results_table(result)}<p><a href='{escape(csv_link)}'>answers (CSV)</a> · "
+        f"<a href='{escape(json_link)}'>results (JSON)</a></p>"
+        "</body></html>"
     )
 
 

@@ -121,6 +121,8 @@ def train_run(
     device = resolve_device(cfg.train.device)
     dist_info = init_distributed(device.type)
     device = resolve_device(cfg.train.device, dist_info)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     try:
         seed_everything(cfg.train.seed)
         method = build_method(cfg.model, cfg.net, cfg.loss, shape).to(device)
