@@ -13,3 +13,15 @@ def usage_error(capsys, args: list[str]) -> str:
     assert err.startswith("mrtranslate: error:") and err.count("\n") == 1, err
     assert "Traceback" not in err
     return err
+
+
+def trained_and_evaluated(models: tuple[str, ...], data, root) -> list:
+    """Train each model with the tiny profile into ``root/<model>`` and evaluate it."""
+    from mrtranslate.training.run import train_run
+
+    runs = []
+    for model in models:
+        train_run(model, data, root / model, profile="tiny", progress=False)
+        assert main(["evaluate", "--run", str(root / model), "--quiet"]) == 0
+        runs.append(root / model)
+    return runs

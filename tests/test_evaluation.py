@@ -8,20 +8,16 @@ import json
 import numpy as np
 import pytest
 
-from helpers import usage_error
+from helpers import trained_and_evaluated, usage_error
 from mrtranslate.cli import main
 from mrtranslate.training.run import train_run
 
 
 @pytest.fixture(scope="module")
 def tiny_runs(small_phantom, tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    runs = []
-    for model in ("simple", "generators_s"):
-        train_run(model, small_phantom, root / model, profile="tiny", progress=False)
-        assert main(["evaluate", "--run", str(root / model), "--quiet"]) == 0
-        runs.append(root / model)
-    return runs
+    return trained_and_evaluated(
+        ("simple", "generators_s"), small_phantom, tmp_path_factory.mktemp("runs")
+    )
 
 
 def test_evaluate_outputs(tiny_runs):

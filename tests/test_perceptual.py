@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from helpers import trained_and_evaluated
 from mrtranslate.cli import main
 from mrtranslate.perceptual import store
 from mrtranslate.perceptual.app import create_app
-from mrtranslate.training.run import train_run
 
 ARTIFACTS = Path(os.environ.get("MRTRANSLATE_TEST_ARTIFACTS", "test-artifacts"))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -30,13 +30,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 @pytest.fixture(scope="module")
 def gan_runs(small_phantom, tmp_path_factory):
-    root = tmp_path_factory.mktemp("gan_runs")
-    runs = []
-    for model in ("cyclegan", "unit"):
-        train_run(model, small_phantom, root / model, profile="tiny", progress=False)
-        assert main(["evaluate", "--run", str(root / model), "--quiet"]) == 0
-        runs.append(root / model)
-    return runs
+    return trained_and_evaluated(
+        ("cyclegan", "unit"), small_phantom, tmp_path_factory.mktemp("gan_runs")
+    )
 
 
 @pytest.fixture(scope="module")
