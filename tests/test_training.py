@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -62,6 +63,7 @@ def test_each_model_trains_with_tiny_profile(model, small_phantom, tmp_path):
     assert len(record["seconds_per_epoch"]) == 2
     saved = json.loads((tmp_path / model / "run.json").read_text())
     assert saved["seed"] == 0 and saved["environment"]["torch"] == torch.__version__
+    assert Path(saved["data"]["path"]).is_absolute()  # evaluation works from any folder
     assert saved["environment"]["git_commit"]
     cfg = json.loads((tmp_path / model / "config.json").read_text())
     assert cfg["model"] == model and cfg["profile"] == "tiny"

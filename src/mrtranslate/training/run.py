@@ -139,7 +139,7 @@ def train_run(
             "model": cfg.model,
             "display_name": DISPLAY_NAMES[cfg.model],
             "profile": cfg.profile,
-            "data": {"path": str(Path(data_dir).resolve()), **dataset.info()},
+            "data": {**dataset.info(), "path": str(Path(data_dir).resolve())},
             "data_image_shape": list(dataset.shape),
             "model_image_shape": list(shape),
             "train_images": count,
