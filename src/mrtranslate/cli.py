@@ -214,7 +214,7 @@ def _run_import(args: argparse.Namespace) -> int:
         test_subjects_file=args.test_subjects,
         seed=args.seed,
         paired=args.paired or args.format != "folders",
-        extra={"csv": args.csv},
+        csv=args.csv,
     )
     if args.format == "folders":
         from mrtranslate.data.folders import import_folders

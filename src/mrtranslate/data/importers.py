@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +58,7 @@ class ImportOptions:
     test_subjects_file: str | None = None
     seed: int = 0
     paired: bool = True
-    extra: dict = field(default_factory=dict)
+    csv: str | None = None  # --format pairs: the CSV listing subject,t1w,t2w[,mask]
 
 
 @dataclass
@@ -218,9 +218,9 @@ def import_volumes(
     """Import NIfTI subjects (hcp, bids or pairs) into a data set at ``out``."""
     root, out = Path(root), Path(out)
     if fmt == "pairs":
-        csv_path = Path(options.extra.get("csv") or "")
-        if not options.extra.get("csv"):
+        if not options.csv:
             raise UsageError("--format pairs needs --csv FILE")
+        csv_path = Path(options.csv)
         subjects = find_pairs(csv_path)
     else:
         if not root.is_dir():

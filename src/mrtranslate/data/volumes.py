@@ -112,11 +112,6 @@ def fit_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def unfit(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Inverse of :func:`fit_to` (padding removed, cropped borders filled with zeros)."""
-    return fit_to(image, shape)
-
-
 def scale_slice(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
     """Clip negatives, divide by the 99.5th percentile inside ``mask``, clip to [0, 1]."""
     image = np.clip(image, 0.0, None)

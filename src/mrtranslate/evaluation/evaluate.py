@@ -27,7 +27,11 @@ from mrtranslate.data.dataset import Dataset, open_dataset
 from mrtranslate.data.tensors import load_images, load_masks, to_data_range
 from mrtranslate.errors import UsageError
 from mrtranslate.evaluation.metrics import MEASURES, image_measures
-from mrtranslate.evaluation.references import REFERENCES, reference_translation
+from mrtranslate.evaluation.references import (
+    REFERENCES,
+    reference_quantiles,
+    reference_translation,
+)
 from mrtranslate.evaluation.summary import describe
 from mrtranslate.evaluation.translate import time_synthesis, translate_stack
 from mrtranslate.fileio import save_npy_atomic, write_json_atomic, write_text_atomic
@@ -82,17 +86,32 @@ def test_tensors(dataset: Dataset, shape: tuple[int, int]) -> dict:
     }
 
 
+# Reference results depend only on the data set and the image size, so a process that
+# evaluates several runs (``mrtranslate study``) measures them once.
+_REFERENCE_CACHE: dict[tuple, tuple[dict, list[dict]]] = {}
+
+
 def evaluate_references(
     dataset: Dataset, shape: tuple[int, int], tensors: dict, progress: bool = True
 ) -> tuple[dict, list[dict]]:
-    """Measures of the training-free reference points on the test split."""
+    """Measures of the training-free reference points on the test split (cached per process)."""
+    meta = dataset.root / "dataset.json"
+    key = (str(dataset.root.resolve()), meta.stat().st_mtime_ns, tuple(shape))
+    if key not in _REFERENCE_CACHE:
+        _REFERENCE_CACHE[key] = _measure_references(dataset, shape, tensors, progress)
+    return _REFERENCE_CACHE[key]
+
+
+def _measure_references(
+    dataset: Dataset, shape: tuple[int, int], tensors: dict, progress: bool
+) -> tuple[dict, list[dict]]:
     train = dataset.split("train")
+    quantiles = {c: reference_quantiles(load_images(train, c, shape)) for c in ("t1w", "t2w")}
     summaries, rows = {}, []
     for name in REFERENCES:
         per_direction = {}
         for direction, (src, dst) in DIRECTIONS.items():
-            target_train = load_images(train, dst, shape)
-            fake = reference_translation(name, tensors[src], target_train)
+            fake = reference_translation(name, tensors[src], quantiles[dst])
             real01 = to_data_range(tensors[dst])[:, 0].numpy()
             fake01 = to_data_range(fake)[:, 0].numpy()
             measured = measure_stack(

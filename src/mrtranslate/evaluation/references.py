@@ -33,11 +33,14 @@ def histogram_match(images: torch.Tensor, ref_quantiles: np.ndarray) -> torch.Te
 
 
 def reference_translation(
-    name: str, source: torch.Tensor, target_train: torch.Tensor
+    name: str, source: torch.Tensor, target_quantiles: np.ndarray
 ) -> torch.Tensor:
-    """The reference ``name`` applied to (N, 1, h, w) source images in [-1, 1]."""
+    """The reference ``name`` applied to (N, 1, h, w) source images in [-1, 1].
+
+    ``target_quantiles``: :func:`reference_quantiles` of the target contrast's training images.
+    """
     if name == "copy":
         return source.clone()
     if name == "histmatch":
-        return histogram_match(source, reference_quantiles(target_train))
+        return histogram_match(source, target_quantiles)
     raise ValueError(f"unknown reference {name!r}")
