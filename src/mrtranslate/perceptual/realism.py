@@ -13,6 +13,7 @@ over images, divided by the same for the real images (1 = as detailed as real, <
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,7 @@ def run_realism(
     folds: int = 5,
     epochs: int = 8,
     seed: int = 0,
+    progress: bool = True,
 ) -> dict:
     """Observer accuracy and smoothness per model and contrast; writes ``realism.json``."""
     if folds < 2:
@@ -134,6 +136,12 @@ def run_realism(
         name = summary["display_name"]
         result["models"][name] = {}
         for contrast, direction in SOURCE.items():
+            if progress:
+                print(
+                    f"[realism] {name} {contrast}: {folds}-fold observer",
+                    file=sys.stderr,
+                    flush=True,
+                )
             key = (contrast, shape)
             if key not in real_cache:
                 real_cache[key] = load_images(split, contrast, shape)
