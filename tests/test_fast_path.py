@@ -9,6 +9,7 @@ import torch
 
 from mrtranslate.cli import main
 from mrtranslate.config import apply_overrides, make_config
+from mrtranslate.hardware import resolve_precision
 from mrtranslate.methods import build_method
 from mrtranslate.training.trainer import Trainer, TrainingData
 
@@ -95,8 +96,13 @@ def test_bench_writes_valid_json(tmp_path, capsys):
     )
     assert code == 0
     report = json.loads(out.read_text())
-    assert {"machine", "ceilings", "results"} <= set(report)
-    assert [r["precision"] for r in report["results"]] == ["fp32", "bf16"]
+    assert {"machine", "ceilings", "results", "skipped"} <= set(report)
+    native = report["machine"]["bf16_native"]
+    assert native == resolve_precision("auto", "cpu").bf16_native
+    expected = ["fp32", "bf16"] if native else ["fp32"]
+    assert [r["precision"] for r in report["results"]] == expected
+    assert bool(report["skipped"]) != native
+    assert report["machine"]["device"] == "cpu" and report["machine"]["cpu_capability"]
     for r in report["results"]:
         assert r["train_images_per_second"] > 0 and r["infer_b16_images_per_second"] > 0
         assert r["train_step_gflop"] > 0 and r["infer_gflop_per_image"] > 0
@@ -105,7 +111,37 @@ def test_bench_writes_valid_json(tmp_path, capsys):
     assert "Simple" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args", [["--size", "30"], ["--precision", "fp16"], ["--batch", "0"]])
+def test_bench_skips_emulated_bf16_with_a_note(tmp_path, capsys, monkeypatch):
+    from mrtranslate import bench, hardware
+
+    monkeypatch.setattr(hardware, "onednn_reports_bf16", lambda: False)
+    monkeypatch.setattr(hardware, "measure_cpu_bf16", lambda: (0.002, 0.060))
+
+    def never(*args, **kwargs):
+        raise AssertionError("emulated bf16 must not be measured")
+
+    real_bench_model = bench.bench_model
+
+    def fp32_only(model, precision, *args, **kwargs):
+        if precision == "bf16":
+            never()
+        return real_bench_model(model, precision, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "bench_model", fp32_only)
+    out = tmp_path / "bench.json"
+    args = ["bench", "--models", "simple", "--size", "32", "--metrics-images", "4"]
+    assert main([*args, "--repeats", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [r["precision"] for r in report["results"]] == ["fp32"]
+    assert report["ceilings"]["conv3x3_bf16_gflops"] is None
+    assert report["machine"]["bf16_native"] is False
+    assert "bf16 skipped: not native" in report["skipped"][0]["reason"]
+    assert "bf16 skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args", [["--size", "30"], ["--precision", "fp16"], ["--batch", "0"], ["--device", "tpu"]]
+)
 def test_bench_bad_input(args, capsys):
     assert main(["bench", "--models", "simple", *args]) == 2
     assert capsys.readouterr().err.startswith("mrtranslate: error:")

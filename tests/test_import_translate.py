@@ -292,6 +292,9 @@ def test_train_on_import_evaluate_and_translate_volume(bids_root, tmp_path, caps
         )
         == 0
     )
+    err = capsys.readouterr().err
+    assert "works at" in err and "translating on cpu" in err
+    assert "warning" not in err  # the tiny profile works 2x below the data: no warning
     result = nib.load(str(out))
     assert result.shape == vols["t1w"].shape
     np.testing.assert_allclose(result.affine, las_affine)
@@ -329,6 +332,7 @@ def test_train_on_import_evaluate_and_translate_volume(bids_root, tmp_path, caps
     np.testing.assert_allclose(array_out, ras_out, atol=1e-4 * data_out.max())
     # An existing output is not replaced without --overwrite.
     before = out.read_bytes()
+    capsys.readouterr()
     usage_error(
         capsys,
         [
@@ -531,3 +535,18 @@ def test_translate_bad_input(bad_inputs, small_phantom, tmp_path, capsys):
     state["version"] = 99
     save_checkpoint(run / "checkpoint.pt", {k: v for k, v in state.items() if k not in ("format",)})
     assert "version" in usage_error(capsys, [*base, "--input", str(files["good_t1"])])
+
+
+def test_working_resolution_warning():
+    from pathlib import Path
+
+    from mrtranslate.training.run import LoadedRun
+
+    def run(data_shape, model_shape):
+        return LoadedRun(Path("r"), None, None, {}, data_shape, model_shape)
+
+    assert run((240, 240), (120, 120)).resolution_warning() is None
+    warning = run((240, 240), (60, 60)).resolution_warning()
+    assert "60x60" in warning and "4.0x coarser" in warning and "--budget" in warning
+    assert "\n" not in warning
+    assert run((304, 256), (100, 84)).resolution_warning()

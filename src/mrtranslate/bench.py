@@ -9,6 +9,10 @@ For each model and precision, on random data (no data set needed):
   ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add counts as 2 FLOPs);
 - achieved GFLOP/s, and as a fraction of this machine's measured ceilings: 3x3 convolution
   (channels-last, 128 -> 128 channels) and 2048 x 2048 matrix multiplication, in fp32 and bf16.
+
+bf16 is measured only where it is native (:func:`mrtranslate.hardware.resolve_precision`): on a
+CPU that emulates bf16 a single step would take minutes, so bf16 is skipped there with a note in
+the report (``skipped``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,17 +32,33 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mrtranslate.config import apply_overrides, make_config
 from mrtranslate.evaluation.translate import translate_stack
+from mrtranslate.hardware import cpu_capability, resolve_device, resolve_precision
 from mrtranslate.methods import DISPLAY_NAMES, build_method
 from mrtranslate.training.trainer import Trainer, TrainingData
 
+CPU = torch.device("cpu")
 
-def _timed(fn: Callable[[], object], repeats: int, warmup: int = 2) -> list[float]:
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(
+    fn: Callable[[], object],
+    repeats: int,
+    warmup: int = 2,
+    device: torch.device = CPU,
+) -> list[float]:
+    """Wall-clock seconds of ``repeats`` calls of ``fn`` after ``warmup`` calls (GPU-synced)."""
     for _ in range(warmup):
         fn()
+    _sync(device)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        _sync(device)
         times.append(time.perf_counter() - start)
     return times
 
@@ -49,20 +70,67 @@ def count_flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
-def measure_ceilings(repeats: int = 5) -> dict[str, float]:
-    """GFLOP/s of a channels-last 3x3 conv and a 2048^2 matmul in fp32 and bf16."""
-    out = {}
-    a = torch.randn(2048, 2048)
-    x = torch.randn(8, 128, 64, 64).contiguous(memory_format=torch.channels_last)
-    w = torch.randn(128, 128, 3, 3).contiguous(memory_format=torch.channels_last)
+def measure_ceilings(
+    repeats: int = 5,
+    device: torch.device = CPU,
+    precisions: tuple[str, ...] = ("fp32", "bf16"),
+) -> dict[str, float | None]:
+    """GFLOP/s of a channels-last 3x3 conv and a 2048^2 matmul in each of ``precisions``
+    (``None`` for a precision not measured)."""
+    out: dict[str, float | None] = {
+        f"{kind}_{name}_gflops": None for kind in ("matmul", "conv3x3") for name in ("fp32", "bf16")
+    }
+    a = torch.randn(2048, 2048, device=device)
+    x = torch.randn(8, 128, 64, 64, device=device).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(128, 128, 3, 3, device=device).contiguous(memory_format=torch.channels_last)
     conv_flops = 2 * 8 * 64 * 64 * 128 * 128 * 9
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        if name not in precisions:
+            continue
         ad, xd, wd = a.to(dtype), x.to(dtype), w.to(dtype)
-        mm = statistics.median(_timed(lambda ad=ad: ad @ ad, repeats))
-        conv = statistics.median(_timed(lambda xd=xd, wd=wd: F.conv2d(xd, wd, padding=1), repeats))
+        mm = statistics.median(_timed(lambda ad=ad: ad @ ad, repeats, device=device))
+        conv = statistics.median(
+            _timed(lambda xd=xd, wd=wd: F.conv2d(xd, wd, padding=1), repeats, device=device)
+        )
         out[f"matmul_{name}_gflops"] = 2 * 2048**3 / mm / 1e9
         out[f"conv3x3_{name}_gflops"] = conv_flops / conv / 1e9
     return out
+
+
+@contextmanager
+def _trainer(
+    model: str, cfg, size: tuple[int, int], batch: int, device: torch.device, precision: str
+) -> Iterator[Trainer]:
+    """A trainer of ``model`` (config ``cfg``) on random images, in a temporary run folder."""
+    torch.manual_seed(0)
+    method = build_method(model, cfg.net, cfg.loss, size).to(device)
+    data = TrainingData(
+        t1w=torch.rand(max(batch, 4), 1, *size) * 2 - 1,
+        t2w=torch.rand(max(batch, 4), 1, *size) * 2 - 1,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Trainer(
+            method, cfg.train, data, Path(tmp), device, progress=False, precision=precision
+        )
+
+
+def quick_step_seconds(
+    model: str,
+    size: tuple[int, int],
+    batch: int,
+    device: torch.device,
+    precision: str,
+    repeats: int = 2,
+) -> float:
+    """Median seconds of a training step of ``model`` at the quick profile's networks, on random
+    images of ``size`` (after one warm-up step): the study planner's calibration."""
+    cfg = make_config(model, "quick")
+    apply_overrides(cfg, [f"train.batch_size={batch}", "train.steps_per_epoch=1000"])
+    with _trainer(model, cfg, size, batch, device, precision) as trainer:
+        step = iter(range(10**6))
+        return statistics.median(
+            _timed(lambda: trainer.train_step(next(step)), repeats, warmup=1, device=device)
+        )
 
 
 def bench_model(
@@ -73,6 +141,7 @@ def bench_model(
     repeats: int,
     channels_last: bool = False,
     compile_nets: bool = False,
+    device: torch.device = CPU,
 ) -> dict:
     """Throughput, FLOPs and achieved GFLOP/s of one model at the paper's configuration."""
     cfg = make_config(model, "paper")
@@ -87,22 +156,17 @@ def bench_model(
             "net.unit_dropout=0",
         ],
     )
-    torch.manual_seed(0)
-    method = build_method(model, cfg.net, cfg.loss, size)
-    data = TrainingData(
-        t1w=torch.rand(max(batch, 4), 1, *size) * 2 - 1,
-        t2w=torch.rand(max(batch, 4), 1, *size) * 2 - 1,
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(method, cfg.train, data, Path(tmp), torch.device("cpu"), progress=False)
+    with _trainer(model, cfg, size, batch, device, precision) as trainer:
         step = iter(range(10**6))
-        train_times = _timed(lambda: trainer.train_step(next(step)), repeats)
+        train_times = _timed(lambda: trainer.train_step(next(step)), repeats, device=device)
         train_flops = count_flops(lambda: trainer.train_step(next(step)))
+    method = trainer.method
     method.eval()
     result = {
         "model": model,
         "display_name": DISPLAY_NAMES[model],
         "precision": precision,
+        "device": str(device),
         "image_size": list(size),
         "batch": batch,
         "channels_last": channels_last,
@@ -122,9 +186,9 @@ def bench_model(
         images = torch.rand(infer_batch, 1, *size) * 2 - 1
 
         def infer(images=images, n=infer_batch):
-            translate_stack(method, images, "t1-to-t2", n, precision=precision)
+            translate_stack(method, images, "t1-to-t2", n, device=device, precision=precision)
 
-        times = _timed(infer, max(2, repeats if infer_batch == 1 else repeats // 2))
+        times = _timed(infer, max(2, repeats if infer_batch == 1 else repeats // 2), device=device)
         per_image = statistics.median(times) / infer_batch
         result[f"infer_b{infer_batch}_seconds_per_image"] = per_image
         result[f"infer_b{infer_batch}_images_per_second"] = 1 / per_image
@@ -160,19 +224,35 @@ def run_bench(
     compile_nets: bool = False,
     progress: Callable[[str], None] | None = None,
     metrics_images: int = 2130,
+    device: str = "auto",
 ) -> dict:
     """The whole benchmark: machine ceilings, one result per (model, precision), and the time
     of the evaluation measures for ``metrics_images`` image pairs (213 test images x 5 models x
     2 directions by default) at the quick profile's 76x64 and, extrapolated from a tenth of the
-    images, at the paper's 304x256."""
+    images, at the paper's 304x256.
+
+    bf16 is skipped, with a note in ``skipped``, where it is not native (see the module doc).
+    """
     say = progress or (lambda message: None)
-    say("measuring this machine's fp32/bf16 conv and matmul ceilings")
-    ceilings = measure_ceilings()
+    torch_device = resolve_device(device)
+    probe = resolve_precision("auto", torch_device)
+    skipped = []
+    if "bf16" in precisions and not probe.bf16_native:
+        note = f"bf16 skipped: not native on {torch_device} ({probe.reason})"
+        skipped.append({"precision": "bf16", "reason": note})
+        say(note)
+        precisions = [p for p in precisions if p != "bf16"]
+    say(
+        f"measuring the {'/'.join(precisions) or 'fp32'} conv and matmul ceilings on {torch_device}"
+    )
+    ceilings = measure_ceilings(device=torch_device, precisions=tuple(precisions or ["fp32"]))
     results = []
     for model in models:
         for precision in precisions:
             say(f"{DISPLAY_NAMES[model]} {precision} at {size[0]}x{size[1]}, batch {batch}")
-            res = bench_model(model, precision, size, batch, repeats, channels_last, compile_nets)
+            res = bench_model(
+                model, precision, size, batch, repeats, channels_last, compile_nets, torch_device
+            )
             peak = ceilings[f"conv3x3_{precision}_gflops"]
             res["train_fraction_of_conv_peak"] = res["train_gflops_per_second"] / peak
             res["infer_b16_fraction_of_conv_peak"] = res["infer_b16_gflops_per_second"] / peak
@@ -190,11 +270,20 @@ def run_bench(
         },
         "machine": {
             "processor": platform.processor() or platform.machine(),
+            "device": str(torch_device),
+            "device_name": (
+                torch.cuda.get_device_name(torch_device)
+                if torch_device.type == "cuda"
+                else platform.processor() or platform.machine()
+            ),
+            "cpu_capability": cpu_capability(),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
-            "bf16_supported_by_cpu": torch.backends.mkldnn.is_available(),
+            "bf16_native": probe.bf16_native,
+            "precision_probe": probe.to_dict(),
         },
         "ceilings": ceilings,
+        "skipped": skipped,
         "results": results,
     }
 
@@ -202,10 +291,17 @@ def run_bench(
 def format_table(report: dict) -> str:
     """Human-readable summary of :func:`run_bench` output."""
     c = report["ceilings"]
+
+    def gflops(key: str) -> str:
+        return "not measured" if c.get(key) is None else f"{c[key]:.0f}"
+
+    machine = report["machine"]
     lines = [
-        f"ceilings (GFLOP/s): conv3x3 fp32 {c['conv3x3_fp32_gflops']:.0f}, bf16 "
-        f"{c['conv3x3_bf16_gflops']:.0f}; matmul fp32 {c['matmul_fp32_gflops']:.0f}, bf16 "
-        f"{c['matmul_bf16_gflops']:.0f}  ({report['machine']['threads']} threads)",
+        f"device {machine['device']} ({machine['device_name']}, CPU capability "
+        f"{machine['cpu_capability']}, bf16 native: {'yes' if machine['bf16_native'] else 'no'})",
+        f"ceilings (GFLOP/s): conv3x3 fp32 {gflops('conv3x3_fp32_gflops')}, bf16 "
+        f"{gflops('conv3x3_bf16_gflops')}; matmul fp32 {gflops('matmul_fp32_gflops')}, bf16 "
+        f"{gflops('matmul_bf16_gflops')}  ({machine['threads']} threads)",
         f"{'model':<13}{'prec':<6}{'train s/step':>20}{'img/s':>8}{'GFLOP/step':>11}"
         f"{'GFLOP/s':>9}{'%peak':>7}{'infer b1 s/img':>16}{'b16 s/img':>11}{'%peak':>7}",
     ]
@@ -221,6 +317,7 @@ def format_table(report: dict) -> str:
             f"{r['infer_b1_seconds_per_image']:>16.4f}{r['infer_b16_seconds_per_image']:>11.4f}"
             f"{100 * r['infer_b16_fraction_of_conv_peak']:>6.0f}%"
         )
+    lines += [note["reason"] for note in report.get("skipped", [])]
     m = report["metrics"]
     lines.append(
         f"evaluation measures for {m['images']} image pairs (no translation): "

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from mrtranslate.config import MODELS, PROFILES
+from mrtranslate.config import MODELS, PRECISIONS, PROFILES
+
+DEVICE_HELP = "auto (a GPU when available, else the CPU; default), cpu, cuda or cuda:N"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--run", required=True, help="run folder of a finished training run")
     ev.add_argument("--data", help="data-set folder (default: the one the run was trained on)")
     ev.add_argument("--batch-size", type=int, default=16, help="translation batch (default 16)")
+    ev.add_argument("--device", default="auto", help=DEVICE_HELP)
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
 
     rp = sub.add_parser(
@@ -44,17 +48,34 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     st = sub.add_parser(
         "study",
-        help="the main job: phantom, all five models, evaluation and report",
-        description="Build the phantom cohort (or reuse it), train the models, evaluate them "
-        "with the reference points and write the report. Run again on the same folder to resume; "
-        "finished steps are skipped.",
+        help="the main job: phantom, all five models, evaluation and report, in a time budget",
+        description="Build the phantom cohort (or reuse it), plan the training to the time "
+        "budget on this machine (calibrated step times; steps first, then image size), train "
+        "the models, evaluate them with the reference points and write the report. The plan is "
+        "printed before training and saved in OUT/study.json and OUT/plan.json. Run again on the "
+        "same folder to resume with the same plan; finished steps are skipped.",
     )
     st.add_argument("--data", help="data-set folder (default: OUT/data, the built-in phantom)")
     st.add_argument(
         "--out", default="mrtranslate-study", help="study folder (default ./mrtranslate-study)"
     )
     st.add_argument(
-        "--profile", choices=PROFILES, default="quick", help="training profile (default quick)"
+        "--budget",
+        type=float,
+        metavar="MINUTES",
+        help="time budget for the whole study in minutes (default 15)",
+    )
+    st.add_argument(
+        "--plan",
+        metavar="FILE",
+        help="follow the plan in FILE (plan.json or study.json of another study) instead of "
+        "planning: the same configurations, and on the same machine the same numbers",
+    )
+    st.add_argument(
+        "--profile",
+        choices=PROFILES,
+        help="train a profile's fixed steps instead of planning (paper, quick, tiny), e.g. for "
+        "exact comparisons across machines",
     )
     st.add_argument(
         "--models",
@@ -70,6 +91,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="config override applied to every model (repeatable)",
+    )
+    st.add_argument("--device", default="auto", help=DEVICE_HELP)
+    st.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto (bf16 where natively fast, else fp32; default), fp32 or bf16",
     )
     st.add_argument("--seed", type=int, default=0, help="seed of the phantom and the training")
     st.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -90,6 +118,7 @@ def register_translate(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--output", required=True, help="output NIfTI file or folder")
     tr.add_argument("--mask", help="brain mask NIfTI (default: the input's non-zero voxels)")
     tr.add_argument("--batch-size", type=int, default=16, help="slices per batch (default 16)")
+    tr.add_argument("--device", default="auto", help=DEVICE_HELP)
     tr.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -101,9 +130,19 @@ def run_translate(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
-    import torch
+    run = load_run(args.run, device=args.device)
 
-    run = load_run(args.run, device="cuda" if torch.cuda.is_available() else "cpu")
+    def announce() -> None:
+        (mh, mw), (dh, dw) = run.model_image_shape, run.data_image_shape
+        print(
+            f"{run.record.get('display_name', run.config.model)} works at {mh}x{mw} pixels "
+            f"(its data: {dh}x{dw}); translating on {run.device} in {run.precision}",
+            file=sys.stderr,
+        )
+        warning = run.resolution_warning()
+        if warning:
+            print(f"mrtranslate: warning: {warning}", file=sys.stderr, flush=True)
+
     written = translate_paths(
         run,
         args.direction,
@@ -113,6 +152,7 @@ def run_translate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        before_work=announce,
     )
     for path in written:
         print(f"written: {path}")
@@ -126,7 +166,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
-    summary = evaluate_run(args.run, args.data, batch_size=args.batch_size, progress=not args.quiet)
+    summary = evaluate_run(
+        args.run,
+        args.data,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+        device=args.device,
+    )
     print(summary_markdown([summary]))
     print(f"\nwritten: {args.run}/eval/metrics.csv, {args.run}/eval/summary.json")
     return 0
@@ -157,6 +203,10 @@ def run_study(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         seed=args.seed,
         progress=not args.quiet,
+        budget_minutes=args.budget,
+        plan_file=args.plan,
+        device=args.device,
+        precision=args.precision,
     )
     print(f"\nstudy finished; open the report: {path}")
     return 0

@@ -69,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     realism.add_argument("--folds", type=int, default=5, help="cross-validation folds")
     realism.add_argument("--epochs", type=int, default=8, help="training epochs per fold")
     realism.add_argument("--seed", type=int, default=0)
+    realism.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
 
 
 def run_perceptual(args: argparse.Namespace) -> int:
@@ -150,7 +151,13 @@ def run_realism(args: argparse.Namespace) -> int:
     from mrtranslate.perceptual.realism import run_realism as realism
 
     result = realism(
-        args.data, args.runs, args.out, folds=args.folds, epochs=args.epochs, seed=args.seed
+        args.data,
+        args.runs,
+        args.out,
+        folds=args.folds,
+        epochs=args.epochs,
+        seed=args.seed,
+        device=args.device,
     )
     print(f"{'model':<14}{'contrast':<9}{'observer accuracy [95% CI]':<30}{'HF ratio':>9}")
     for model, per in result["models"].items():

@@ -8,12 +8,13 @@ A run's configuration is a :class:`RunConfig` with three sections (``net``, ``lo
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 MODELS = ("cyclegan", "cyclegan_s", "unit", "generators_s", "simple")
 PROFILES = ("paper", "quick", "tiny")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -58,9 +59,9 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     weight_decay: float = 0.0  # L2 added to the gradient (Adam weight_decay)
-    downsample: int = 1  # train at the data size divided by this (rounded to 4); 0 = auto
+    downsample: float = 1.0  # train at the data size divided by this (rounded to 4); 0 = auto
     max_train_images: int = 0  # 0 = all training images
-    precision: str = "fp32"  # fp32 or bf16 (autocast)
+    precision: str = "auto"  # auto (bf16 where natively fast, else fp32), fp32 or bf16
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda or cuda:N
     threads: int = 0  # torch intra-op threads; 0 = PyTorch's default
@@ -93,7 +94,7 @@ class TrainConfig:
             raise ValueError("train.beta1 and train.beta2 must be in [0, 1)")
         if self.precision not in PRECISIONS:
             raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+        if not (self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device)):
             raise ValueError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device}")
 
 
@@ -149,9 +150,9 @@ def make_config(model: str, profile: str = "quick") -> RunConfig:
     - ``paper``: the paper's settings: full-size images, batch 1, CycleGAN(_s) 200 epochs with
       linear decay over the last 100, UNIT 100 epochs at lr 1e-4 with weight decay and dropout,
       supervised models 200 epochs with Adam's Keras defaults as in the seed code.
-    - ``quick``: the CPU default used by ``mrtranslate study``: images down-sampled 4x (76x64 for
-      the default phantom), narrower networks, bf16 autocast and a few epochs, so that all five
-      models train in about 10 minutes on 2 cores and still learn a real mapping.
+    - ``quick``: the CPU settings behind ``mrtranslate study``: images down-sampled up to 4x
+      (76x64 for the default phantom), narrower networks, batch 4 and 6 epochs; the study's
+      planner then sets the steps and image size to fit its time budget.
     - ``tiny``: for tests: small images and networks, a few steps.
     """
     if model not in MODELS:
@@ -181,7 +182,6 @@ _QUICK_COMMON: dict[str, Any] = {
     "train.epochs": 6,
     "train.batch_size": 4,
     "train.downsample": 0,  # auto: 4x for the 304x256 phantom (76x64), less for small images
-    "train.precision": "bf16",
 }
 _QUICK_CYCLEGAN: dict[str, Any] = {
     **_QUICK_COMMON,

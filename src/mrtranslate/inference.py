@@ -22,6 +22,7 @@ Python use::
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
@@ -83,8 +84,8 @@ def _translate_canonical(
             batch,
             direction,
             batch_size,
-            device=next(run.method.parameters()).device,
-            precision=run.config.train.precision,
+            device=run.device,
+            precision=run.precision,
         )
         fake01 = to_data_range(resize(fake, data_shape))[:, 0].numpy()
         for k, image01, divisor, slice_mask, shape in zip(chunk, fake01, divisors, masks, shapes):
@@ -134,8 +135,13 @@ def translate_paths(
     batch_size: int = 16,
     overwrite: bool = False,
     progress: bool = True,
+    before_work: Callable[[], None] | None = None,
 ) -> list[Path]:
-    """Translate one NIfTI file, or every NIfTI file of a folder into an output folder."""
+    """Translate one NIfTI file, or every NIfTI file of a folder into an output folder.
+
+    ``before_work`` is called once every input has been checked, before anything is translated
+    (the CLI prints the working resolution there, so bad input still gives a single line).
+    """
     source, target = Path(input_path), Path(output_path)
     if source.is_dir():
         if mask is not None:
@@ -154,6 +160,8 @@ def translate_paths(
     if existing and not overwrite:
         raise UsageError(f"output {existing[0]} exists (use --overwrite)")
     volumes = [(load_volume(src, "input"), out) for src, out in jobs]  # check all inputs first
+    if before_work is not None:
+        before_work()
     written = []
     for image, out in tqdm(
         volumes, desc="volumes", unit="vol", disable=not progress or len(volumes) < 2

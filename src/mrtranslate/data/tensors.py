@@ -19,7 +19,7 @@ def auto_downsample(data_shape: tuple[int, int], largest: int = 4) -> int:
     return 1
 
 
-def working_shape(data_shape: tuple[int, int], downsample: int) -> tuple[int, int]:
+def working_shape(data_shape: tuple[int, int], downsample: float) -> tuple[int, int]:
     """The image size a run trains at: the data size / ``downsample``, rounded to a multiple of 4
     (``downsample=0`` picks the factor with :func:`auto_downsample`).
 
@@ -30,7 +30,7 @@ def working_shape(data_shape: tuple[int, int], downsample: int) -> tuple[int, in
     shape = tuple(max(4, int(round(s / downsample / 4)) * 4) for s in data_shape)
     if min(shape) < 32:
         raise ValueError(
-            f"images of {data_shape[0]}x{data_shape[1]} down-sampled {downsample}x "
+            f"images of {data_shape[0]}x{data_shape[1]} down-sampled {downsample:g}x "
             f"give {shape[0]}x{shape[1]}, below the 32-pixel minimum"
         )
     return shape  # type: ignore[return-value]

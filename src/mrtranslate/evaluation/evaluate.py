@@ -131,13 +131,15 @@ def evaluate_run(
     data_dir: str | Path | None = None,
     batch_size: int = 16,
     progress: bool = True,
+    device: str = "auto",
 ) -> dict:
     """Evaluate a finished run on the test split; returns the summary (also written to disk).
 
-    Translation runs on the GPU when one is available, else on the CPU.
+    ``device``: where translation runs (``auto``: a GPU when available, else the CPU; see
+    :func:`mrtranslate.hardware.resolve_device`), in the precision :func:`load_run` chose.
     """
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     run = load_run(run_dir, device=device)
+    device, precision = run.device, run.precision
     data_dir = data_dir or run.record.get("data", {}).get("path")
     if not data_dir:
         raise UsageError(f"{run_dir} does not record its data set; pass --data")
@@ -158,7 +160,6 @@ def evaluate_run(
     eval_dir = Path(run_dir) / "eval"
     rows_by_direction, csv_rows, timing = {}, [], {}
     for direction, (src, dst) in DIRECTIONS.items():
-        precision = run.config.train.precision
         fake = translate_stack(
             run.method, tensors[src], direction, batch_size, device=device, precision=precision
         )
@@ -198,10 +199,16 @@ def evaluate_run(
             "mean_seconds_per_epoch": run.record.get("mean_seconds_per_epoch"),
             "seconds_per_epoch": run.record.get("seconds_per_epoch"),
             "images_per_epoch": run.record.get("images_per_epoch"),
-            "precision": run.config.train.precision,
+            "precision": run.record.get("precision", run.config.train.precision),
             "device": run.record.get("device"),
+            "data_image_shape": list(run.data_image_shape),
         },
-        "synthesis": {"device": str(device), "torch_threads": torch.get_num_threads(), **timing},
+        "synthesis": {
+            "device": str(device),
+            "precision": precision,
+            "torch_threads": torch.get_num_threads(),
+            **timing,
+        },
         "references": references,
     }
     write_text_atomic(

@@ -24,6 +24,7 @@ from mrtranslate.data.dataset import open_dataset
 from mrtranslate.data.tensors import load_images, to_data_range
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import write_json_atomic
+from mrtranslate.hardware import resolve_device
 from mrtranslate.perceptual.analysis import wilson
 
 SOURCE = {"t1w": "t2-to-t1", "t2w": "t1-to-t2"}
@@ -62,9 +63,13 @@ def high_frequency_fraction(images: np.ndarray, cutoff: float = 0.25) -> float:
     return float(np.mean(power[:, high].sum(axis=-1) / np.maximum(total, 1e-12)))
 
 
-def _fit_and_score(x_train, y_train, x_test, y_test, epochs: int, seed: int) -> int:
+def _fit_and_score(
+    x_train, y_train, x_test, y_test, epochs: int, seed: int, device: torch.device
+) -> int:
     torch.manual_seed(seed)
-    model = Observer()
+    model = Observer().to(device)
+    x_train, y_train = x_train.to(device), y_train.to(device)
+    x_test, y_test = x_test.to(device), y_test.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     loss_fn = nn.BCEWithLogitsLoss()
     gen = torch.Generator().manual_seed(seed)
@@ -82,7 +87,12 @@ def _fit_and_score(x_train, y_train, x_test, y_test, epochs: int, seed: int) -> 
 
 
 def observer_accuracy(
-    real: torch.Tensor, synthetic: torch.Tensor, folds: int = 5, epochs: int = 8, seed: int = 0
+    real: torch.Tensor,
+    synthetic: torch.Tensor,
+    folds: int = 5,
+    epochs: int = 8,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
 ) -> dict:
     """Cross-validated accuracy of telling (N, 1, h, w) real from synthetic (same subjects)."""
     n = real.shape[0]
@@ -97,7 +107,9 @@ def observer_accuracy(
         y_train = torch.cat([torch.zeros(len(train_idx)), torch.ones(len(train_idx))])
         x_test = torch.cat([real[test_idx], synthetic[test_idx]])
         y_test = torch.cat([torch.zeros(len(test_idx)), torch.ones(len(test_idx))])
-        correct += _fit_and_score(x_train, y_train, x_test, y_test, epochs, seed + k)
+        correct += _fit_and_score(
+            x_train, y_train, x_test, y_test, epochs, seed + k, torch.device(device)
+        )
         total += len(y_test)
     return {
         "accuracy": correct / total,
@@ -115,8 +127,13 @@ def run_realism(
     epochs: int = 8,
     seed: int = 0,
     progress: bool = True,
+    device: str = "auto",
 ) -> dict:
-    """Observer accuracy and smoothness per model and contrast; writes ``realism.json``."""
+    """Observer accuracy and smoothness per model and contrast; writes ``realism.json``.
+
+    ``device``: where the observers train (``auto``: a GPU when available, else the CPU).
+    """
+    device = resolve_device(device)
     if folds < 2:
         raise UsageError(f"--folds must be at least 2, got {folds}")
     dataset = open_dataset(data)
@@ -149,7 +166,7 @@ def run_realism(
             synthetic01 = np.load(run / "eval" / f"synthetic_{direction}.npy")
             synthetic = torch.from_numpy(synthetic01[:, None] * 2 - 1).float()
             real01 = to_data_range(real)[:, 0].numpy()
-            entry = observer_accuracy(real, synthetic, folds, epochs, seed)
+            entry = observer_accuracy(real, synthetic, folds, epochs, seed, device)
             entry["high_frequency_ratio"] = high_frequency_fraction(
                 synthetic01
             ) / high_frequency_fraction(real01)

@@ -18,6 +18,7 @@ td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f3f3f3} td:first-child,td:nth-child(2){text-align:left}
 img{max-width:100%} pre{background:#f6f6f6;padding:1em;white-space:pre-wrap;font-size:0.85em}
 .small{color:#666;font-size:0.85em}
+.note{background:#fff7d6;border-left:4px solid #e0b000;padding:0.6em 1em}
 """
 
 
@@ -175,6 +176,22 @@ def _extra_html(extra: dict) -> list[str]:
     return parts
 
 
+def _resolution_note(summary: dict) -> str:
+    """The working resolution, stated prominently: the synthetic images are no sharper."""
+    h, w = summary["evaluation_shape"]
+    data_shape = summary.get("training", {}).get("data_image_shape")
+    if not data_shape:
+        return f"<p class=note><b>Working resolution: {h}x{w} pixels.</b></p>"
+    factor = max(d / m for d, m in zip(data_shape, (h, w)))
+    return (
+        f"<p class=note><b>Working resolution: {h}x{w} pixels</b>, the data's "
+        f"{data_shape[0]}x{data_shape[1]} images down-sampled {factor:.1f}x; the models were "
+        "trained and evaluated at this size, and their synthetic images carry no finer detail "
+        "(train with a larger <code>mrtranslate study --budget</code> or "
+        "<code>--set train.downsample=1</code> for full resolution).</p>"
+    )
+
+
 def render_page(
     summaries: list[dict],
     runs: list[Path],
@@ -190,9 +207,12 @@ def render_page(
         f"<h1>mrtranslate report</h1><p class=small>mrtranslate {__version__}; runs: "
         f"{escape(', '.join(str(r) for r in runs))}</p>",
         "<h2>Data and settings</h2>",
+        _resolution_note(first),
         f"<p>Data set: <code>{escape(first['data'])}</code>; {first['test_images']} test images "
         f"per contrast, compared at {shape} pixels (the runs' working resolution). Models: "
-        f"{escape(models)}; profile {escape(str(first['profile']))}.</p>",
+        f"{escape(models)}; profile {escape(str(first['profile']))}; training precision "
+        f"{escape(', '.join(sorted({str(s['training'].get('precision')) for s in summaries})))}."
+        "</p>",
         _settings(runs),
         "<h2>Figure 1: error measures</h2><p>Mean per model and direction over the test images, "
         "error bars = 95% confidence interval of the mean. Whole image (the paper's way):</p>",

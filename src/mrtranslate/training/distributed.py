@@ -68,6 +68,15 @@ def broadcast_parameters(module: torch.nn.Module, info: DistInfo) -> None:
         dist.broadcast(tensor.data, src=0)
 
 
+def broadcast_object(obj, info: DistInfo):
+    """Rank 0's ``obj`` (picklable) on every process, so that all ranks decide alike."""
+    if not info.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +26,13 @@ from mrtranslate.data.dataset import open_dataset
 from mrtranslate.data.tensors import load_images, working_shape
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import check_writable_parent, write_json_atomic
+from mrtranslate.hardware import inference_precision, resolve_device, resolve_precision
 from mrtranslate.methods import DISPLAY_NAMES, Method, build_method
 from mrtranslate.nets import count_parameters
 from mrtranslate.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from mrtranslate.training.distributed import (
-    DistInfo,
     barrier,
+    broadcast_object,
     broadcast_parameters,
     init_distributed,
     shutdown,
@@ -38,18 +40,6 @@ from mrtranslate.training.distributed import (
 from mrtranslate.training.runinfo import environment
 from mrtranslate.training.seed import seed_everything
 from mrtranslate.training.trainer import Trainer, TrainingData
-
-
-def resolve_device(name: str, dist_info: DistInfo | None = None) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is a usage error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError("train.device is cuda but no CUDA device is available")
-        if name == "cuda" and dist_info is not None and dist_info.enabled:
-            name = f"cuda:{dist_info.local_rank}"
-    return torch.device(name)
 
 
 def parameter_counts(method: Method) -> dict[str, int]:
@@ -93,11 +83,13 @@ def train_run(
     resume: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
+    plan: dict | None = None,
 ) -> dict:
     """Train (or resume) ``model`` on the data set ``data_dir`` into ``run_dir``.
 
     Returns the run record (also written to ``run.json``). ``stop_after`` limits the number of
-    steps of this call (for tests and time-boxed jobs); the run can be resumed later.
+    steps of this call (for tests and time-boxed jobs); the run can be resumed later. ``plan``:
+    the study plan that chose this run's settings, recorded in ``config.json`` and ``run.json``.
     """
     run_dir = Path(run_dir)
     dataset = open_dataset(data_dir)
@@ -120,9 +112,22 @@ def train_run(
 
     device = resolve_device(cfg.train.device)
     dist_info = init_distributed(device.type)
-    device = resolve_device(cfg.train.device, dist_info)
+    if dist_info.enabled:
+        device = resolve_device(cfg.train.device, dist_info.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    # Every rank trains in rank 0's precision (each rank's probe could measure differently).
+    choice = broadcast_object(resolve_precision(cfg.train.precision, device), dist_info)
+    if dist_info.is_main and (progress or choice.warning):
+        if choice.warning:
+            print(f"mrtranslate: warning: {choice.warning}", file=sys.stderr, flush=True)
+        if progress:
+            print(
+                f"{DISPLAY_NAMES[cfg.model]}: {shape[0]}x{shape[1]} pixels "
+                f"(data {dataset.shape[0]}x{dataset.shape[1]}), {choice.precision} on {device} "
+                f"({choice.reason})",
+                flush=True,
+            )
     try:
         seed_everything(cfg.train.seed)
         method = build_method(cfg.model, cfg.net, cfg.loss, shape).to(device)
@@ -144,20 +149,34 @@ def train_run(
             "model_image_shape": list(shape),
             "train_images": count,
             "seed": cfg.train.seed,
-            "precision": cfg.train.precision,
+            "precision": choice.precision,
+            "precision_choice": choice.to_dict(),
             "device": str(device),
             "world_size": dist_info.world_size,
             "parameters": parameter_counts(method),
             "environment": environment(),
         }
+        if plan is not None:
+            record["plan"] = plan
         writer = None
         if dist_info.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(run_dir / "config.json", cfg.to_dict())
+            config = cfg.to_dict() if plan is None else {**cfg.to_dict(), "plan": plan}
+            write_json_atomic(run_dir / "config.json", config)
             from torch.utils.tensorboard import SummaryWriter
 
             writer = SummaryWriter(str(run_dir / "tensorboard"))
-        trainer = Trainer(method, cfg.train, data, run_dir, device, dist_info, progress, writer)
+        trainer = Trainer(
+            method,
+            cfg.train,
+            data,
+            run_dir,
+            device,
+            dist_info,
+            progress,
+            writer,
+            precision=choice.precision,
+        )
         if state is not None:
             trainer.load_state_dict(state)
         extra = {
@@ -207,12 +226,33 @@ class LoadedRun:
     record: dict
     data_image_shape: tuple[int, int]
     model_image_shape: tuple[int, int]
+    device: torch.device = torch.device("cpu")
+    precision: str = "fp32"  # for translation on ``device`` (see hardware.inference_precision)
+
+    def resolution_warning(self) -> str | None:
+        """A warning when the run works more than 2x below its data's in-plane resolution."""
+        factor = max(d / m for d, m in zip(self.data_image_shape, self.model_image_shape))
+        if factor <= 2:
+            return None
+        (dh, dw), (mh, mw) = self.data_image_shape, self.model_image_shape
+        return (
+            f"{self.run_dir} works at {mh}x{mw} pixels, {factor:.1f}x coarser than its "
+            f"{dh}x{dw} data: fine anatomy is lost in the output; for a sharper model train at a "
+            "higher resolution (mrtranslate study --budget with more minutes, or "
+            "mrtranslate train --set train.downsample=1)"
+        )
 
 
 def load_run(
-    run_dir: str | Path, device: str | torch.device = "cpu", require_finished: bool = True
+    run_dir: str | Path, device: str | torch.device = "auto", require_finished: bool = True
 ) -> LoadedRun:
-    """Load a run's latest checkpoint into a method in eval mode (deterministic inference)."""
+    """Load a run's latest checkpoint into a method in eval mode (deterministic inference).
+
+    ``device``: ``auto`` (a GPU when available, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``,
+    or a torch device. Translation then uses the run's training precision where it is native on
+    that device, else fp32.
+    """
+    device = device if isinstance(device, torch.device) else resolve_device(device)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UsageError(f"run folder not found: {run_dir}")
@@ -239,6 +279,7 @@ def load_run(
         method.to(memory_format=torch.channels_last)
     record_path = run_dir / "run.json"
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    trained = record.get("precision", cfg.train.precision)
     return LoadedRun(
         run_dir=run_dir,
         config=cfg,
@@ -246,4 +287,6 @@ def load_run(
         record=record,
         data_image_shape=tuple(state["data_image_shape"]),
         model_image_shape=shape,
+        device=device,
+        precision=inference_precision(trained, device),
     )

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from mrtranslate.config import TrainConfig
 from mrtranslate.errors import TrainingError
+from mrtranslate.hardware import autocast, resolve_precision
 from mrtranslate.methods.base import Method
 from mrtranslate.training.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from mrtranslate.training.distributed import DistInfo, average_gradients
@@ -68,6 +69,8 @@ class Trainer:
         dist_info: process group membership (single process by default).
         progress: show a progress bar.
         writer: optional TensorBoard ``SummaryWriter``.
+        precision: the resolved precision (``fp32`` or ``bf16``); by default ``cfg.precision``
+            resolved for ``device`` (:func:`mrtranslate.hardware.resolve_precision`).
     """
 
     def __init__(
@@ -80,8 +83,10 @@ class Trainer:
         dist_info: DistInfo | None = None,
         progress: bool = True,
         writer=None,
+        precision: str | None = None,
     ):
         self.method = method
+        self.precision = precision or resolve_precision(cfg.precision, device).precision
         self.cfg = cfg
         self.data = data
         self.run_dir = Path(run_dir)
@@ -171,9 +176,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
     def _autocast(self):
-        return torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"
-        )
+        return autocast(self.device, self.precision)
 
     def _check_finite(self, loss: torch.Tensor, logs: dict, step: int) -> None:
         if not torch.isfinite(loss):

@@ -1,0 +1,211 @@
+"""Which device and which precision fit this machine.
+
+- :func:`resolve_device` turns ``auto``, ``cpu``, ``cuda`` and ``cuda:N`` into an indexed
+  :class:`torch.device` (``auto`` and ``cuda`` become ``cuda:<index>``, never a bare ``cuda``).
+- :func:`resolve_precision` turns ``auto``, ``fp32`` and ``bf16`` into ``fp32`` or ``bf16``.
+  ``auto`` picks bf16 only where it is natively fast: on CUDA when
+  ``torch.cuda.is_bf16_supported()``; on a CPU when oneDNN reports native bf16 support *and* a
+  short measurement (a 32-channel 3x3 convolution, forward and backward, well under a second)
+  shows bf16 autocast at least 10% faster than fp32. On CPUs without native bf16 (AVX2-only, or
+  oneDNN limited to AVX2) bf16 is emulated and 10-1000x slower, so ``auto`` gives fp32 and an
+  explicit ``bf16`` runs with a warning that states the measured slowdown.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from mrtranslate.errors import UsageError
+
+DEVICES_HELP = "auto, cpu, cuda or cuda:N"
+# bf16 is chosen automatically only when it takes at most this fraction of the fp32 time.
+BF16_CLEARLY_FASTER = 0.9
+
+
+def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
+    """``name`` (auto, cpu, cuda, cuda:N) -> an indexed device.
+
+    ``auto`` is CUDA when a GPU is available, else the CPU. ``auto`` and ``cuda`` give
+    ``cuda:<local_rank>`` in a distributed run and ``cuda:<current device>`` otherwise.
+
+    Raises:
+        UsageError: an unknown name, CUDA without a GPU, or an index beyond the GPUs present.
+    """
+    name = name.strip().lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    if name != "cuda" and not name.startswith("cuda:"):
+        raise UsageError(f"device must be {DEVICES_HELP}, got {name!r}")
+    if not torch.cuda.is_available():
+        raise UsageError(f"device {name} was asked for but no CUDA device is available")
+    if name == "cuda":
+        index = local_rank if local_rank is not None else torch.cuda.current_device()
+    else:
+        try:
+            index = int(name.partition(":")[2])
+        except ValueError:
+            raise UsageError(f"device must be {DEVICES_HELP}, got {name!r}") from None
+    count = torch.cuda.device_count()
+    if not 0 <= index < count:
+        raise UsageError(f"device cuda:{index} does not exist ({count} CUDA device(s) found)")
+    return torch.device("cuda", index)
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The outcome of :func:`resolve_precision`, recorded in ``run.json``.
+
+    Attributes:
+        requested: ``auto``, ``fp32`` or ``bf16``.
+        precision: the precision used, ``fp32`` or ``bf16``.
+        device: the device it was resolved for (``cpu``, ``cuda:0``, ...).
+        bf16_native: whether bf16 runs natively there.
+        reason: one sentence saying why.
+        fp32_ms, bf16_ms: the probe's times (CPU only; ``None`` when not measured).
+        warning: a one-line warning for the user, or ``None``.
+    """
+
+    requested: str
+    precision: str
+    device: str
+    bf16_native: bool
+    reason: str
+    fp32_ms: float | None = None
+    bf16_ms: float | None = None
+    warning: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def cpu_capability() -> str:
+    """PyTorch's CPU vector capability (``AVX512``, ``AVX2``, ``DEFAULT``, ...)."""
+    return str(torch.backends.cpu.get_cpu_capability())
+
+
+def onednn_reports_bf16() -> bool:
+    """Whether oneDNN reports bf16 support on this CPU (not under ONEDNN_MAX_CPU_ISA=AVX2)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _conv_step(bf16: bool, x: torch.Tensor, w: torch.Tensor) -> float:
+    """Seconds of one 3x3 convolution forward and backward on the CPU."""
+    start = time.perf_counter()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        y = F.conv2d(x, w, padding=1)
+    y.float().sum().backward()
+    return time.perf_counter() - start
+
+
+def _best_times(channels: int, size: int, batch: int, repeats: int) -> tuple[float, float]:
+    """Best (fp32, bf16) seconds of ``repeats`` interleaved calls each, after a warm-up."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, channels, size, size, generator=gen, requires_grad=True)
+    w = torch.randn(channels, channels, 3, 3, generator=gen, requires_grad=True)
+    for _ in range(3):  # warm-up: thread pool, oneDNN primitive creation, caches
+        _conv_step(False, x, w), _conv_step(True, x, w)
+    fp32 = bf16 = float("inf")
+    for _ in range(repeats):
+        fp32 = min(fp32, _conv_step(False, x, w))
+        bf16 = min(bf16, _conv_step(True, x, w))
+    return fp32, bf16
+
+
+@functools.cache
+def measure_cpu_bf16() -> tuple[float, float]:
+    """(fp32, bf16) seconds of a small convolution forward and backward on this CPU.
+
+    First a tiny problem (16 channels, 32x32): where bf16 is emulated it is already many times
+    slower there, and the probe stops (about 50 ms in all). Otherwise a problem like the quick
+    profile's layers (32 channels, 64x64, batch 2; about 60 ms in all). Cached per process.
+    """
+    fp32, bf16 = _best_times(16, 32, 1, repeats=3)
+    if bf16 > 3 * fp32:
+        return fp32, bf16
+    return _best_times(32, 64, 2, repeats=8)
+
+
+def _cpu_choice(requested: str) -> PrecisionChoice:
+    if requested == "fp32":
+        return PrecisionChoice(
+            "fp32", "fp32", "cpu", onednn_reports_bf16(), "train.precision is fp32"
+        )
+    fp32_s, bf16_s = measure_cpu_bf16()
+    fp32_ms, bf16_ms = 1000 * fp32_s, 1000 * bf16_s
+    reported = onednn_reports_bf16()
+    fast = bf16_s <= BF16_CLEARLY_FASTER * fp32_s
+    native = reported and bf16_s <= 1.5 * fp32_s
+    timing = f"a 3x3 conv step took {bf16_ms:.2f} ms in bf16 vs {fp32_ms:.2f} ms in fp32"
+    capability = f"CPU capability {cpu_capability()}, oneDNN bf16 {'yes' if reported else 'no'}"
+    if requested == "bf16":
+        warning = None
+        if not native:
+            warning = (
+                f"bf16 is not native on this CPU ({capability}): {timing} "
+                f"({bf16_s / fp32_s:.0f}x slower); use --precision auto or fp32"
+            )
+        return PrecisionChoice(
+            "bf16", "bf16", "cpu", native, "train.precision is bf16", fp32_ms, bf16_ms, warning
+        )
+    if reported and fast:
+        reason = f"native bf16 ({capability}); {timing}"
+        return PrecisionChoice("auto", "bf16", "cpu", True, reason, fp32_ms, bf16_ms)
+    if reported:
+        reason = f"bf16 is not clearly faster here ({capability}); {timing}"
+    else:
+        reason = f"no native bf16 ({capability}); {timing}"
+    return PrecisionChoice("auto", "fp32", "cpu", native, reason, fp32_ms, bf16_ms)
+
+
+def resolve_precision(requested: str, device: torch.device | str) -> PrecisionChoice:
+    """``auto``/``fp32``/``bf16`` on ``device`` -> the precision to use, and why.
+
+    Raises:
+        UsageError: an unknown precision name.
+    """
+    if requested not in ("auto", "fp32", "bf16"):
+        raise UsageError(f"precision must be auto, fp32 or bf16, got {requested!r}")
+    device = torch.device(device)
+    if device.type == "cpu":
+        return _cpu_choice(requested)
+    native = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    name = str(device)
+    if requested == "fp32":
+        return PrecisionChoice("fp32", "fp32", name, native, "train.precision is fp32")
+    if requested == "bf16":
+        warning = None if native else f"bf16 is not supported natively on {name}"
+        return PrecisionChoice(
+            "bf16", "bf16", name, native, "train.precision is bf16", warning=warning
+        )
+    reason = f"{name} {'supports' if native else 'does not support'} bf16"
+    return PrecisionChoice("auto", "bf16" if native else "fp32", name, native, reason)
+
+
+def autocast(device: torch.device | str, precision: str):
+    """bf16 autocast on ``device`` when ``precision`` is ``bf16``, else a disabled context."""
+    return torch.autocast(
+        torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"
+    )
+
+
+def inference_precision(trained: str, device: torch.device | str) -> str:
+    """The precision for translating with a run trained in ``trained`` precision on ``device``.
+
+    A run trained in bf16 (or an older run whose record says ``auto``) translates in bf16 only
+    where bf16 is native; elsewhere, and for fp32 runs, in fp32 (never slower there, and at
+    least as accurate).
+    """
+    if trained == "fp32":
+        return "fp32"
+    choice = resolve_precision("auto", device)
+    return "bf16" if choice.bf16_native else "fp32"

@@ -1,0 +1,129 @@
+"""Device and precision resolution: what fits this machine, decided without a GPU."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from mrtranslate import hardware
+from mrtranslate.errors import UsageError
+from mrtranslate.hardware import inference_precision, resolve_device, resolve_precision
+
+
+@pytest.fixture
+def fake_gpus(monkeypatch):
+    """Pretend two CUDA devices exist, the current one being cuda:0."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def test_auto_and_cuda_resolve_to_an_indexed_device(fake_gpus):
+    # torch.cuda.set_device(torch.device("cuda")) raises: the resolved device must carry an index.
+    assert resolve_device("auto") == torch.device("cuda", 0)
+    assert resolve_device("cuda") == torch.device("cuda", 0)
+    assert resolve_device("auto").index == 0
+    assert resolve_device("cuda", local_rank=1) == torch.device("cuda", 1)
+    assert resolve_device("auto", local_rank=1) == torch.device("cuda", 1)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(UsageError, match="does not exist"):
+        resolve_device("cuda:2")
+
+
+def test_device_resolution_without_a_gpu(no_gpu):
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    for name in ("cuda", "cuda:0"):
+        with pytest.raises(UsageError, match="no CUDA device"):
+            resolve_device(name)
+
+
+@pytest.mark.parametrize("name", ["tpu", "cuda:x", "cuda0", ""])
+def test_unknown_device_names_are_usage_errors(name, no_gpu):
+    with pytest.raises(UsageError):
+        resolve_device(name)
+
+
+def _probe(monkeypatch, reported: bool, fp32_s: float, bf16_s: float):
+    monkeypatch.setattr(hardware, "onednn_reports_bf16", lambda: reported)
+    monkeypatch.setattr(hardware, "measure_cpu_bf16", lambda: (fp32_s, bf16_s))
+
+
+def test_auto_picks_bf16_where_native_and_faster(monkeypatch):
+    _probe(monkeypatch, reported=True, fp32_s=0.010, bf16_s=0.006)
+    choice = resolve_precision("auto", "cpu")
+    assert choice.precision == "bf16" and choice.bf16_native and choice.warning is None
+    assert "6.00 ms in bf16 vs 10.00 ms in fp32" in choice.reason
+
+
+def test_auto_picks_fp32_where_bf16_is_emulated(monkeypatch):
+    # oneDNN limited to AVX2 (or a Zen 3): no native support, bf16 many times slower.
+    _probe(monkeypatch, reported=False, fp32_s=0.003, bf16_s=0.080)
+    choice = resolve_precision("auto", "cpu")
+    assert choice.precision == "fp32" and not choice.bf16_native
+    assert "no native bf16" in choice.reason
+
+
+def test_auto_picks_fp32_where_bf16_is_not_clearly_faster(monkeypatch):
+    _probe(monkeypatch, reported=True, fp32_s=0.010, bf16_s=0.0097)
+    assert resolve_precision("auto", "cpu").precision == "fp32"
+
+
+def test_explicit_bf16_without_native_support_warns_with_the_slowdown(monkeypatch):
+    _probe(monkeypatch, reported=False, fp32_s=0.002, bf16_s=0.060)
+    choice = resolve_precision("bf16", "cpu")
+    assert choice.precision == "bf16"
+    assert "30x slower" in choice.warning and "\n" not in choice.warning
+
+
+def test_explicit_fp32_measures_nothing(monkeypatch):
+    def fail():
+        raise AssertionError("fp32 needs no measurement")
+
+    monkeypatch.setattr(hardware, "measure_cpu_bf16", fail)
+    assert resolve_precision("fp32", "cpu").precision == "fp32"
+
+
+def test_cuda_precision_follows_bf16_support(fake_gpus, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert resolve_precision("auto", "cuda:0").precision == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    choice = resolve_precision("auto", "cuda:0")
+    assert choice.precision == "fp32" and not choice.bf16_native
+    assert resolve_precision("bf16", "cuda:0").warning
+
+
+def test_unknown_precision_is_a_usage_error():
+    with pytest.raises(UsageError):
+        resolve_precision("fp16", "cpu")
+
+
+def test_inference_precision(monkeypatch):
+    _probe(monkeypatch, reported=False, fp32_s=0.002, bf16_s=0.060)
+    assert inference_precision("bf16", "cpu") == "fp32"  # never emulated bf16
+    assert inference_precision("fp32", "cpu") == "fp32"
+    _probe(monkeypatch, reported=True, fp32_s=0.010, bf16_s=0.005)
+    assert inference_precision("bf16", "cpu") == "bf16"
+    assert inference_precision("auto", "cpu") == "bf16"
+    assert inference_precision("fp32", "cpu") == "fp32"
+
+
+def test_real_probe_is_quick_and_consistent():
+    hardware.measure_cpu_bf16.cache_clear()
+    start = time.perf_counter()
+    choice = resolve_precision("auto", "cpu")
+    assert time.perf_counter() - start < 5  # about 0.05 s; generous for a loaded machine
+    assert choice.precision in ("fp32", "bf16")
+    assert choice.fp32_ms > 0 and choice.bf16_ms > 0
+    if choice.precision == "bf16":
+        assert choice.bf16_native and hardware.onednn_reports_bf16()
+    if not hardware.onednn_reports_bf16():
+        assert choice.precision == "fp32"

@@ -1,0 +1,203 @@
+"""The study planner: plans fit the budget, grow with it, and are kept and reproducible."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from helpers import usage_error
+from mrtranslate.cli import main
+from mrtranslate.planning import (
+    MIN_STEPS,
+    PLANNED_FRACTION,
+    TARGET_STEPS,
+    CostModel,
+    StudyPlan,
+    build_plan,
+    candidate_factors,
+    choose,
+)
+
+MODELS = ("cyclegan", "cyclegan_s", "unit", "generators_s", "simple")
+PHANTOM = (304, 256)
+
+
+def _cost(step_at_base: dict[str, float], fixed_ms: float = 0.0) -> CostModel:
+    """Step times measured at the phantom's base size (76x64), scaled by pixels elsewhere."""
+    return CostModel(
+        models=tuple(step_at_base),
+        data_shape=PHANTOM,
+        test_images=213,
+        metric_seconds_per_pixel=1.5e-7,
+        step_seconds={(m, 4): t for m, t in step_at_base.items()},
+        overhead_per_model=fixed_ms,
+    )
+
+
+# Step times per model at 76x64, batch 4: an AVX2-only CPU in fp32 (as measured on a Zen 3 for
+# CycleGAN), a CPU with native bf16 and a GPU (launch-bound: nearly flat in the image size).
+AVX2 = {"cyclegan": 0.48, "cyclegan_s": 0.48, "unit": 0.45, "generators_s": 0.18, "simple": 0.05}
+ZEN4 = {"cyclegan": 0.11, "cyclegan_s": 0.11, "unit": 0.11, "generators_s": 0.044, "simple": 0.02}
+
+
+def _plan(steps: dict[str, float], minutes: float, spent: float = 20.0) -> StudyPlan:
+    factors, base = candidate_factors(PHANTOM)
+    return build_plan(_cost(steps), factors, base, minutes, spent, 900, "cpu", "fp32")
+
+
+@pytest.mark.parametrize("machine", [AVX2, ZEN4])
+@pytest.mark.parametrize("minutes", [5, 15, 60])
+def test_plan_fits_the_budget(machine, minutes):
+    plan = _plan(machine, minutes)
+    assert plan.fits
+    assert plan.estimated_seconds <= PLANNED_FRACTION * minutes * 60 + 1e-6
+    assert plan.steps % 6 == 0 and plan.steps >= MIN_STEPS
+
+
+def test_plan_for_an_avx2_cpu_in_15_minutes_trains_at_the_base_size():
+    plan = _plan(AVX2, 15)
+    assert plan.image_shape == [76, 64] and MIN_STEPS <= plan.steps < TARGET_STEPS
+
+
+def test_faster_machine_or_more_time_gives_larger_images():
+    small = _plan(AVX2, 15)
+    assert _plan(ZEN4, 15).image_shape[0] > small.image_shape[0]
+    assert _plan(AVX2, 120).image_shape[0] > small.image_shape[0]
+    assert _plan(AVX2, 10_000).image_shape == list(PHANTOM)
+
+
+def test_tight_budget_shrinks_the_images_and_can_say_it_does_not_fit():
+    plan = _plan(AVX2, 3, spent=10)
+    assert plan.image_shape[0] < 76 and plan.fits
+    hopeless = _plan(AVX2, 0.3, spent=10)
+    assert not hopeless.fits and hopeless.image_shape == [40, 32]
+    assert "does not fit" in hopeless.table()
+
+
+@pytest.mark.parametrize("machine", [AVX2, ZEN4])
+def test_a_larger_budget_never_gives_fewer_steps_or_smaller_images(machine):
+    previous = None
+    for minutes in np.linspace(0.5, 600, 400):
+        plan = _plan(machine, float(minutes))
+        key = (plan.steps, plan.image_shape[0] * plan.image_shape[1])
+        if previous is not None:
+            assert key[0] >= previous[0] and key[1] >= previous[1], (minutes, key, previous)
+        previous = key
+
+
+def test_choose_follows_the_ladder():
+    # One step of all models costs 1 s at the base factor 4, 4 s at factor 2 and 16 s at 1.
+    factors, base = [8, 4, 2, 1], 4
+    from mrtranslate.planning import SizeCost
+
+    def cost(factor):
+        return SizeCost(step_seconds={8: 0.25, 4: 1.0, 2: 4.0, 1: 16.0}[factor], fixed_seconds=0)
+
+    assert choose(factors, base, cost, 100, 10**6) == (8, MIN_STEPS, True)  # below the minimum
+    assert choose(factors, base, cost, 400, 10**6) == (4, 396, True)  # steps grow first
+    assert choose(factors, base, cost, 2000, 10**6) == (4, TARGET_STEPS, True)
+    assert choose(factors, base, cost, 2400, 10**6) == (2, TARGET_STEPS, True)  # then size
+    assert choose(factors, base, cost, 16 * 1000, 10**6) == (1, 996, True)  # then steps
+    assert choose(factors, base, cost, 16 * 1000, 500) == (1, 498, True)  # paper cap
+
+
+def test_plan_round_trips_through_json():
+    plan = _plan(ZEN4, 15)
+    again = StudyPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
+    assert again == plan and again.overrides() == plan.overrides()
+    assert f"train.downsample={plan.downsample:g}" in plan.overrides()
+
+
+def _tiny_plan(path, data_shape=(64, 64)) -> None:
+    """A hand-made plan of 12 steps at 32x32 (2x down-sampled), written as plan.json."""
+    plan = StudyPlan(
+        budget_minutes=1.0,
+        device="cpu",
+        precision="fp32",
+        data_shape=list(data_shape),
+        downsample=2,
+        image_shape=[32, 32],
+        steps=12,
+        batch_size=2,
+        epochs=6,
+        fits=True,
+        models=[],
+    )
+    path.write_text(json.dumps(plan.to_dict()))
+
+
+@pytest.mark.slow
+def test_same_plan_reproduces_the_numbers_and_a_resumed_study_keeps_its_plan(
+    small_phantom, tmp_path, capsys
+):
+    plan_file = tmp_path / "plan.json"
+    _tiny_plan(plan_file)
+    outs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        args = ["study", "--data", str(small_phantom), "--out", str(out), "--quiet"]
+        assert main([*args, "--plan", str(plan_file), "--models", "cyclegan", "simple"]) == 0
+        outs.append(out)
+    first, second = (
+        (out / "runs" / "cyclegan" / "eval" / "metrics.csv").read_text() for out in outs
+    )
+    assert first == second
+    config = json.loads((outs[0] / "runs" / "cyclegan" / "config.json").read_text())
+    assert config["train"]["steps_per_epoch"] * config["train"]["epochs"] == 12
+    assert config["plan"]["steps"] == 12 and config["train"]["downsample"] == 2
+    recorded = json.loads((outs[0] / "study.json").read_text())["plan"]
+    capsys.readouterr()
+    # Running again with another budget keeps the recorded plan and retrains nothing.
+    args = ["study", "--data", str(small_phantom), "--out", str(outs[0]), "--quiet"]
+    assert main([*args, "--budget", "60", "--models", "cyclegan", "simple"]) == 0
+    out = capsys.readouterr().out
+    assert "continuing the study" in out and out.count("already trained") == 2
+    assert json.loads((outs[0] / "study.json").read_text())["plan"] == recorded
+
+
+@pytest.mark.slow
+def test_study_plans_itself_on_this_machine(small_phantom, tmp_path, capsys):
+    out = tmp_path / "planned"
+    args = ["study", "--data", str(small_phantom), "--out", str(out), "--quiet"]
+    assert main([*args, "--budget", "0.5", "--models", "generators_s", "simple"]) == 0
+    printed = capsys.readouterr().out
+    assert "calibration at" in printed and "plan for 0.5 minutes" in printed
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["models"][0]["seconds_per_step"] > 0 and plan["steps"] >= 12
+    record = json.loads((out / "runs" / "simple" / "run.json").read_text())
+    assert record["plan"]["steps"] == plan["steps"]
+    assert record["precision"] == plan["precision"]
+    assert record["model_image_shape"] == plan["image_shape"]
+
+
+def test_study_option_conflicts_are_usage_errors(tmp_path, capsys):
+    base = ["study", "--out", str(tmp_path / "s")]
+    assert "cannot be combined" in usage_error(
+        capsys, [*base, "--profile", "tiny", "--budget", "5"]
+    )
+    assert "positive" in usage_error(capsys, [*base, "--budget", "0"])
+    assert "not found" in usage_error(capsys, [*base, "--plan", str(tmp_path / "none.json")])
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"plan": {"steps": "x"}}')
+    assert "does not hold a study plan" in usage_error(capsys, [*base, "--plan", str(bad)])
+    assert not (tmp_path / "s").exists()
+
+
+def test_plan_for_other_image_sizes_is_refused(small_phantom, tmp_path, capsys):
+    plan_file = tmp_path / "plan.json"
+    _tiny_plan(plan_file, data_shape=(304, 256))
+    err = usage_error(
+        capsys,
+        [
+            "study",
+            "--data",
+            str(small_phantom),
+            "--out",
+            str(tmp_path / "s"),
+            "--plan",
+            str(plan_file),
+        ],
+    )
+    assert "304x256" in err
