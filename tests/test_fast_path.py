@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from mrtranslate.cli import main
-from mrtranslate.config import apply_overrides, make_config
+from mrtranslate.config import apply_overrides
 from mrtranslate.hardware import resolve_precision
-from mrtranslate.methods import build_method
+from mrtranslate.methods import build_method, make_config
 from mrtranslate.training.trainer import Trainer, TrainingData
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mrtranslate.config import MODELS, apply_overrides, make_config
-from mrtranslate.methods import build_method
+from mrtranslate.config import apply_overrides
+from mrtranslate.methods import build_method, make_config, names
 from mrtranslate.training.trainer import Trainer, TrainingData
+
+MODELS = names()
 
 SHAPE = (32, 32)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -158,7 +160,7 @@ def test_admin_results_need_the_token(study):
     assert results["overall"]["answers"] == 1 and results["readers"] == 1
     assert set(results["by_model"]) == {"CycleGAN", "UNIT"}
     csv_text = client.get("/admin/results.csv", params={"token": admin}).text
-    assert csv_text.startswith("reader,position,image_id,label,truth")
+    assert csv_text.startswith("reader_id,reader_name,position,image_id,label,truth")
     assert "Perceptual study results" in client.get("/admin", params={"token": admin}).text
 
 
@@ -536,3 +538,153 @@ def test_admin_page_links_work(study):
     assert len(links) == 2
     for link in links:
         assert client.get(link.replace("&amp;", "&")).status_code == 200
+
+
+# ---------------------------------------------------------------- blinding and hardening
+
+
+def _build(small_phantom, gan_runs, out: Path, real: int, synthetic: int, seed: int = 0) -> Path:
+    args = ["perceptual", "build", "--data", str(small_phantom), "--runs", *map(str, gan_runs)]
+    counts = ["--real", str(real), "--synthetic", str(synthetic), "--seed", str(seed)]
+    assert main([*args, "--out", str(out), *counts]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def large_study(small_phantom, gan_runs, tmp_path_factory):
+    """120 images (60 real, 60 synthetic) from tiny runs whose images look nothing like real."""
+    return _build(small_phantom, gan_runs, tmp_path_factory.mktemp("large") / "s", 60, 60)
+
+
+def _position_p_value(positions: dict[str, list[int]], n: int) -> float:
+    """Two-sided permutation p-value of the difference in mean position (synthetic - real)."""
+    rng = np.random.default_rng(0)
+    synthetic, real = np.array(positions["synthetic"]), np.array(positions["real"])
+    observed = abs(synthetic.mean() - real.mean())
+    pooled = np.concatenate([synthetic, real])
+    count = 0
+    for _ in range(n):
+        rng.shuffle(pooled)
+        count += abs(pooled[: len(synthetic)].mean() - pooled[len(synthetic) :].mean()) >= observed
+    return (count + 1) / (n + 1)
+
+
+def _attack(study: Path, readers: int) -> tuple[dict, float]:
+    """What an attacker sees as a reader: ids, order, bytes and headers, joined with the truth
+    (from the database) only afterwards, to test whether any of them predicts it."""
+    truth = _truth(study)
+    client = TestClient(create_app(study))
+    lengths, headers, positions = {}, {}, {"real": [], "synthetic": []}
+    for r in range(readers):
+        token = _join(client, f"attacker {r}")
+        position = 0
+        while True:
+            nxt = client.get(f"/api/r/{token}/next").json()
+            if nxt["done"]:
+                break
+            position += 1
+            kind = truth[nxt["image_id"]]["truth"]
+            positions[kind].append(position)
+            if r == 0:  # the bytes are the same for every reader
+                res = client.get(nxt["image_url"])
+                lengths.setdefault(kind, set()).add(len(res.content))
+                headers.setdefault(kind, set()).add(tuple(sorted(res.headers.items())))
+            client.post(
+                f"/api/r/{token}/answer", json={"image_id": nxt["image_id"], "label": "real"}
+            )
+    return {"lengths": lengths, "headers": headers}, _position_p_value(positions, 2000)
+
+
+def test_no_side_channel_predicts_the_truth(small_phantom, gan_runs, large_study, tmp_path):
+    from PIL import Image
+
+    truth = _truth(large_study)
+    assert len(truth) == 120
+    # The synthetic images really differ: their mean absolute deviation from mid-grey differs.
+    pixels = {
+        kind: [
+            np.asarray(Image.open(large_study / "images" / f"{i}.png"), dtype=float).std()
+            for i, img in truth.items()
+            if img["truth"] == kind
+        ]
+        for kind in ("real", "synthetic")
+    }
+    assert abs(np.mean(pixels["real"]) - np.mean(pixels["synthetic"])) > 1.0
+    seen, p_value = _attack(large_study, readers=3)
+    # Bytes and headers: one length and one set of headers (Content-Length included) for all.
+    assert seen["lengths"]["real"] == seen["lengths"]["synthetic"]
+    assert len(seen["lengths"]["real"]) == 1
+    assert seen["headers"]["real"] == seen["headers"]["synthetic"]
+    assert len(seen["headers"]["real"] | seen["headers"]["synthetic"]) == 1
+    # Order: the truth at each position is independent of the position (permutation test at
+    # the 5% level; a fresh set of readers is asked when the first rejects, so a chance
+    # rejection (5%) fails the test only with probability 0.25%).
+    if p_value < 0.05:
+        _, p_value = _attack(large_study, readers=3)
+    assert p_value >= 0.05
+    # Ids: the same seed chooses the same images but gives other, unrelated ids.
+    again = _build(small_phantom, gan_runs, tmp_path / "again", 60, 60)
+    other = _truth(again)
+    assert not set(other) & set(truth)
+
+    def selection(images: dict) -> list:
+        return sorted(
+            (img["truth"], img["contrast"], img["model"] or "", img["subject"])
+            for img in images.values()
+        )
+
+    assert selection(truth) == selection(other)
+
+
+def test_body_limit_holds_for_chunked_transfer(study):
+    client = TestClient(create_app(study), raise_server_exceptions=False)
+
+    def chunks(total: int, size: int = 65536):
+        yield b'{"name": "'
+        for _ in range(total // size):
+            yield b"x" * size
+        yield b'"}'
+
+    res = client.post(
+        "/api/readers", content=chunks(1 << 20), headers={"content-type": "application/json"}
+    )
+    assert res.status_code == 413
+    small = client.post(
+        "/api/readers",
+        content=iter([b'{"name": ', b'"chunked reader"}']),
+        headers={"content-type": "application/json"},
+    )
+    assert small.status_code == 200  # a small chunked body still works
+    assert len(store.all_rows(study)["readers"]) == 1
+
+
+@pytest.mark.parametrize("name", ["\ud800", "line\nbreak", "bell\x07", "   ", "x" * 101])
+def test_bad_reader_names_get_422(study, name):
+    client = TestClient(create_app(study), raise_server_exceptions=False)
+    body = json.dumps({"name": name}).encode()
+    res = client.post("/api/readers", content=body, headers={"content-type": "application/json"})
+    assert res.status_code == 422, res.text
+    assert store.all_rows(study)["readers"] == []
+
+
+def test_readers_with_the_same_name_stay_apart_and_csv_is_neutralised(study):
+    client = TestClient(create_app(study))
+    tokens = [_join(client, "Ada"), _join(client, "Ada"), _join(client, '=HYPERLINK("x")')]
+    for token, label in zip(tokens, ("real", "synthetic", "real")):
+        for _ in range(4):
+            nxt = client.get(f"/api/r/{token}/next").json()
+            client.post(
+                f"/api/r/{token}/answer", json={"image_id": nxt["image_id"], "label": label}
+            )
+    admin = _admin_token(study)
+    results = client.get("/admin/results.json", params={"token": admin}).json()
+    per_reader = results["per_reader"]
+    assert [r["name"] for r in per_reader] == ["Ada", "Ada", '=HYPERLINK("x")']
+    assert len({r["reader_id"] for r in per_reader}) == 3
+    assert all(r["answers"] == 4 for r in per_reader)
+    assert len(results["agreement"]["pairs"]) == 3
+    csv_text = client.get("/admin/results.csv", params={"token": admin}).text
+    rows = list(csv.DictReader(io.StringIO(csv_text)))
+    assert len(rows) == 12 and len({r["reader_id"] for r in rows}) == 3
+    assert {r["reader_name"] for r in rows} == {"Ada", '\'=HYPERLINK("x")'}
+    assert not any(cell.startswith(("=", "+", "-", "@")) for r in rows for cell in r.values())

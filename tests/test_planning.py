@@ -201,3 +201,20 @@ def test_plan_for_other_image_sizes_is_refused(small_phantom, tmp_path, capsys):
         ],
     )
     assert "304x256" in err
+
+
+def test_cost_model_extrapolates_from_measured_sizes():
+    def model(times):
+        return CostModel(("m",), PHANTOM, 10, 1e-7, {("m", f): t for f, t in times.items()})
+
+    # One measured size: time proportional to the pixel count.
+    assert model({4: 0.1}).model_step("m", 2) == pytest.approx(0.1 * (152 * 128) / (76 * 64))
+    # A launch-bound GPU: nearly flat in the image size, so full size stays cheap.
+    gpu = model({4: 0.050, 2: 0.052})
+    assert gpu.model_step("m", 1) < 0.07
+    assert gpu.model_step("m", 4) == 0.050  # measured sizes are used as measured
+    # A CPU: linear in the pixels with a small fixed part.
+    cpu = model({4: 0.10, 3: 0.10 * 8400 / 4864})
+    assert cpu.model_step("m", 1) == pytest.approx(0.10 * 304 * 256 / 4864, rel=0.01)
+    with pytest.raises(KeyError):
+        model({4: 0.1}).model_step("other", 4)

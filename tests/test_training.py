@@ -160,8 +160,7 @@ def test_distributed_training_matches_single_process(small_phantom, tmp_path):
     Adam's first steps (which normalise the gradient by its magnitude) would turn rounding
     differences between the two summation orders into visible weight differences.
     """
-    from mrtranslate.config import make_config
-    from mrtranslate.methods import build_method
+    from mrtranslate.methods import build_method, make_config
     from mrtranslate.training.seed import seed_everything
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

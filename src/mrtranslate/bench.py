@@ -30,10 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from mrtranslate.config import apply_overrides, make_config
+from mrtranslate.config import apply_overrides
+from mrtranslate.directions import Direction
 from mrtranslate.evaluation.translate import translate_stack
 from mrtranslate.hardware import cpu_capability, resolve_device, resolve_precision
-from mrtranslate.methods import DISPLAY_NAMES, build_method
+from mrtranslate.methods import build_method, display_name, make_config
 from mrtranslate.training.trainer import Trainer, TrainingData
 
 CPU = torch.device("cpu")
@@ -120,16 +121,16 @@ def quick_step_seconds(
     batch: int,
     device: torch.device,
     precision: str,
-    repeats: int = 2,
+    repeats: int = 3,
 ) -> float:
     """Median seconds of a training step of ``model`` at the quick profile's networks, on random
-    images of ``size`` (after one warm-up step): the study planner's calibration."""
+    images of ``size`` (after two warm-up steps): the study planner's calibration."""
     cfg = make_config(model, "quick")
     apply_overrides(cfg, [f"train.batch_size={batch}", "train.steps_per_epoch=1000"])
     with _trainer(model, cfg, size, batch, device, precision) as trainer:
         step = iter(range(10**6))
         return statistics.median(
-            _timed(lambda: trainer.train_step(next(step)), repeats, warmup=1, device=device)
+            _timed(lambda: trainer.train_step(next(step)), repeats, warmup=2, device=device)
         )
 
 
@@ -164,7 +165,7 @@ def bench_model(
     method.eval()
     result = {
         "model": model,
-        "display_name": DISPLAY_NAMES[model],
+        "display_name": display_name(model),
         "precision": precision,
         "device": str(device),
         "image_size": list(size),
@@ -186,7 +187,9 @@ def bench_model(
         images = torch.rand(infer_batch, 1, *size) * 2 - 1
 
         def infer(images=images, n=infer_batch):
-            translate_stack(method, images, "t1-to-t2", n, device=device, precision=precision)
+            translate_stack(
+                method, images, Direction.T1_TO_T2, n, device=device, precision=precision
+            )
 
         times = _timed(infer, max(2, repeats if infer_batch == 1 else repeats // 2), device=device)
         per_image = statistics.median(times) / infer_batch
@@ -249,7 +252,7 @@ def run_bench(
     results = []
     for model in models:
         for precision in precisions:
-            say(f"{DISPLAY_NAMES[model]} {precision} at {size[0]}x{size[1]}, batch {batch}")
+            say(f"{display_name(model)} {precision} at {size[0]}x{size[1]}, batch {batch}")
             res = bench_model(
                 model, precision, size, batch, repeats, channels_last, compile_nets, torch_device
             )

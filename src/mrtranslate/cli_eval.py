@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mrtranslate.config import MODELS, PRECISIONS, PROFILES
+from mrtranslate.config import PRECISIONS, PROFILES
+from mrtranslate.directions import DIRECTIONS
+from mrtranslate.methods import names
 
 DEVICE_HELP = "auto (a GPU when available, else the CPU; default), cpu, cuda or cuda:N"
 
@@ -80,8 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument(
         "--models",
         nargs="+",
-        choices=MODELS,
-        default=list(MODELS),
+        choices=names(),
+        default=names(),
         help="models to train (default: all five)",
     )
     st.add_argument(
@@ -113,7 +115,7 @@ def register_translate(sub: argparse._SubParsersAction) -> None:
         "synthetic slice times the input slice's 99.5th-percentile divisor).",
     )
     tr.add_argument("--run", required=True, help="run folder of a finished training run")
-    tr.add_argument("--direction", required=True, choices=("t1-to-t2", "t2-to-t1"))
+    tr.add_argument("--direction", required=True, choices=[d.value for d in DIRECTIONS])
     tr.add_argument("--input", required=True, help="NIfTI file or folder of NIfTI files")
     tr.add_argument("--output", required=True, help="output NIfTI file or folder")
     tr.add_argument("--mask", help="brain mask NIfTI (default: the input's non-zero voxels)")

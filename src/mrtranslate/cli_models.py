@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from mrtranslate.config import MODELS, PRECISIONS, PROFILES
+from mrtranslate.config import PRECISIONS, PROFILES
+from mrtranslate.methods import names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "generators_s, simple) use the pairs. Distributed: torchrun --nproc_per_node N -m "
         "mrtranslate train ...",
     )
-    train.add_argument("--model", required=True, choices=MODELS)
+    train.add_argument("--model", required=True, choices=names())
     train.add_argument("--data", required=True, help="data-set folder (see 'mrtranslate data')")
     train.add_argument("--out", required=True, help="run folder")
     train.add_argument(
@@ -72,7 +73,7 @@ def register_bench(sub: argparse._SubParsersAction) -> None:
     bench.add_argument(
         "--models",
         nargs="+",
-        choices=MODELS,
+        choices=names(),
         default=["cyclegan", "unit"],
         help="models to benchmark (default: cyclegan unit)",
     )
@@ -151,20 +152,20 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from mrtranslate.config import make_config
     from mrtranslate.fileio import to_json
-    from mrtranslate.methods import DISPLAY_NAMES, build_method
+    from mrtranslate.methods import build_method, make_config, specs
     from mrtranslate.training.run import parameter_counts
 
     rows = []
-    for name in MODELS:
+    for spec in specs():
+        name = spec.name
         cfg = make_config(name, args.profile)
         method = build_method(name, cfg.net, cfg.loss, (32, 32))
         counts = parameter_counts(method)
         rows.append(
             {
                 "model": name,
-                "display_name": DISPLAY_NAMES[name],
+                "display_name": spec.display_name,
                 "training": "paired (supervised)" if method.paired else "unpaired",
                 "networks": counts,
                 "total": sum(counts.values()),

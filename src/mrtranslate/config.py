@@ -1,8 +1,10 @@
-"""Typed run configuration, the three profiles and validated ``--set key=value`` overrides.
+"""Typed run configuration and validated ``--set key=value`` overrides.
 
 A run's configuration is a :class:`RunConfig` with three sections (``net``, ``loss``,
 ``train``); every key can be overridden as ``section.key=value`` (for example
-``--set train.epochs=3``). Unknown keys and values of the wrong type are rejected.
+``--set train.epochs=3``). Unknown keys and values of the wrong type are rejected. The values of
+each model under each profile (paper, quick, tiny) live with the model, in
+:mod:`mrtranslate.methods.registry` (``make_config``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-MODELS = ("cyclegan", "cyclegan_s", "unit", "generators_s", "simple")
 PROFILES = ("paper", "quick", "tiny")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -109,8 +110,9 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; choose from {', '.join(MODELS)}")
+        """Check every value (the model name is checked by the model registry)."""
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}; choose from {', '.join(PROFILES)}")
         for section in (self.net, self.loss):
             for f in dataclasses.fields(section):
                 value = getattr(section, f.name)
@@ -144,87 +146,8 @@ class RunConfig:
         )
 
 
-def make_config(model: str, profile: str = "quick") -> RunConfig:
-    """The configuration of ``model`` under ``profile``.
-
-    - ``paper``: the paper's settings: full-size images, batch 1, CycleGAN(_s) 200 epochs with
-      linear decay over the last 100, UNIT 100 epochs at lr 1e-4 with weight decay and dropout,
-      supervised models 200 epochs with Adam's Keras defaults as in the seed code.
-    - ``quick``: the CPU settings behind ``mrtranslate study``: images down-sampled up to 4x
-      (76x64 for the default phantom), narrower networks, batch 4 and 6 epochs; the study's
-      planner then sets the steps and image size to fit its time budget.
-    - ``tiny``: for tests: small images and networks, a few steps.
-    """
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
-    cfg = RunConfig(model=model, profile=profile)
-    supervised = model in ("generators_s", "simple")
-    if model == "unit":
-        cfg.train.lr, cfg.train.epochs, cfg.train.decay_epochs = 1e-4, 100, 0
-        cfg.train.weight_decay = 1e-4  # Keras l2(5e-5) penalty => gradient 1e-4 * w
-    if supervised:  # Keras Adam() defaults, constant rate, as in the seed code
-        cfg.train.lr, cfg.train.beta1, cfg.train.decay_epochs = 1e-3, 0.9, 0
-    if profile == "paper":
-        if model == "unit":
-            cfg.net.unit_dropout = 0.5
-        return cfg
-    if profile == "quick":
-        _apply(cfg, QUICK.get(model, {}))
-    else:
-        _apply(cfg, TINY)
-    return cfg
-
-
-# Calibrated on the 2-core CPU machine (see the README's timing table).
-_QUICK_COMMON: dict[str, Any] = {
-    "train.epochs": 6,
-    "train.batch_size": 4,
-    "train.downsample": 0,  # auto: 4x for the 304x256 phantom (76x64), less for small images
-}
-_QUICK_CYCLEGAN: dict[str, Any] = {
-    **_QUICK_COMMON,
-    "net.gen_width": 16,
-    "net.gen_blocks": 6,
-    "net.disc_width": 32,
-    "train.decay_epochs": 3,
-    "train.lr": 4e-4,
-}
-QUICK: dict[str, dict[str, Any]] = {
-    "cyclegan": _QUICK_CYCLEGAN,
-    "cyclegan_s": _QUICK_CYCLEGAN,
-    "unit": {
-        **_QUICK_COMMON,
-        "net.unit_width": 16,
-        "net.unit_blocks": 2,
-        "net.unit_disc_width": 16,
-        "train.lr": 2e-4,
-    },
-    "generators_s": {**_QUICK_COMMON, "net.gen_width": 16, "net.gen_blocks": 6},
-    "simple": dict(_QUICK_COMMON),
-}
-
-TINY: dict[str, Any] = {
-    "net.gen_width": 8,
-    "net.gen_blocks": 2,
-    "net.disc_width": 8,
-    "net.unit_width": 8,
-    "net.unit_blocks": 1,
-    "net.unit_scales": 2,
-    "net.unit_disc_width": 8,
-    "net.simple_width": 16,
-    "loss.pool_size": 4,
-    "train.epochs": 2,
-    "train.decay_epochs": 1,
-    "train.batch_size": 2,
-    "train.steps_per_epoch": 3,
-    "train.downsample": 2,
-    "train.log_every": 1,
-}
-
-
-def _apply(cfg: RunConfig, values: dict[str, Any]) -> None:
+def apply_values(cfg: RunConfig, values: dict[str, Any]) -> None:
+    """Set ``section.key`` values (already typed) on ``cfg``, without validation."""
     for key, value in values.items():
         section, name = key.split(".")
         setattr(getattr(cfg, section), name, value)

@@ -41,6 +41,7 @@ from mrtranslate.data.volumes import (
     put_slice,
     scale_slice,
 )
+from mrtranslate.directions import Direction
 from mrtranslate.errors import UsageError
 from mrtranslate.evaluation.translate import translate_stack
 from mrtranslate.fileio import atomic_write
@@ -99,8 +100,7 @@ def translate_volume(
 ):
     """Translate a 3-D volume. ``volume``: a NIfTI path, a nibabel image or an (X, Y, Z) array in
     RAS+ orientation. Returns the same kind (a nibabel image for paths and images)."""
-    if direction not in ("t1-to-t2", "t2-to-t1"):
-        raise UsageError(f"--direction must be t1-to-t2 or t2-to-t1, got {direction!r}")
+    direction = Direction.parse(direction)
     if isinstance(volume, np.ndarray):
         if volume.ndim != 3 or not np.isfinite(volume).all() or not volume.any():
             raise UsageError("the volume must be 3-D, finite and not all zeros")

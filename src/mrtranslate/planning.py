@@ -19,6 +19,7 @@ ladder, never giving fewer steps or a smaller image for more time:
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -213,18 +214,26 @@ class CostModel:
         return h * w
 
     def model_step(self, model: str, factor: float) -> float:
-        measured = sorted(
-            (self.pixels(f), t) for (m, f), t in self.step_seconds.items() if m == model
-        )
-        px = self.pixels(factor)
+        """Seconds per training step of ``model`` at ``factor``: measured, or estimated with a
+        least-squares line through the measured sizes (time = a + b * pixels, b >= 0); with one
+        measured size, proportional to the pixel count."""
+        measured = [(self.pixels(f), t) for (m, f), t in self.step_seconds.items() if m == model]
         if not measured:
             raise KeyError(f"no step time measured for {model}")
-        if len(measured) == 1:
+        px = self.pixels(factor)
+        exact = [t for p, t in measured if p == px]
+        if exact:
+            return statistics.fmean(exact)
+        if len({p for p, _ in measured}) == 1:
             p0, t0 = measured[0]
             return t0 * px / p0
-        (p0, t0), (p1, t1) = measured[0], measured[-1]
-        slope = max((t1 - t0) / max(p1 - p0, 1), 0.0)
-        return max(t0 + slope * (px - p0), t0 * min(1.0, px / p0))
+        pixels = [p for p, _ in measured]
+        times = [t for _, t in measured]
+        slope = max(statistics.linear_regression(pixels, times).slope, 0.0)
+        intercept = statistics.fmean(times) - slope * statistics.fmean(pixels)
+        smallest = min(measured)
+        # never below proportional scaling from the smallest measured size
+        return max(intercept + slope * px, smallest[1] * min(1.0, px / smallest[0]))
 
     def evaluate_seconds(self, model: str, factor: float) -> float:
         """Translating the test split both ways (and timing it), plus the measures."""

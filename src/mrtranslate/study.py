@@ -19,11 +19,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mrtranslate.config import MODELS, PROFILES
+from mrtranslate.config import PROFILES
 from mrtranslate.data.dataset import open_dataset
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import write_json_atomic
-from mrtranslate.methods import DISPLAY_NAMES
+from mrtranslate.methods import display_name, names
 from mrtranslate.planning import StudyPlan
 from mrtranslate.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
@@ -170,7 +170,7 @@ def run_study(
     data: str | Path | None = None,
     out: str | Path = "mrtranslate-study",
     profile: str | None = None,
-    models: list[str] | tuple[str, ...] = MODELS,
+    models: list[str] | tuple[str, ...] | None = None,
     overrides: list[str] | None = None,
     seed: int = 0,
     progress: bool = True,
@@ -189,9 +189,11 @@ def run_study(
     from mrtranslate.reporting.report import build_report
     from mrtranslate.training.run import train_run
 
-    unknown = [m for m in models if m not in MODELS]
+    known = names()
+    models = known if models is None else models
+    unknown = [m for m in models if m not in known]
     if unknown:
-        raise UsageError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+        raise UsageError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     if profile is not None and profile not in PROFILES:
         raise UsageError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     if profile is not None and (budget_minutes is not None or plan_file is not None):
@@ -203,7 +205,7 @@ def run_study(
         raise UsageError("--plan fixes the steps and sizes; it cannot be combined with --budget")
     if budget_minutes is not None and not budget_minutes > 0:
         raise UsageError(f"--budget must be a positive number of minutes, got {budget_minutes}")
-    models = [m for m in MODELS if m in models]  # paper order, no duplicates
+    models = [m for m in known if m in models]  # registry order, no duplicates
     out = Path(out)
     given_plan = load_plan(plan_file) if plan_file is not None else None
     start = time.perf_counter()
@@ -268,7 +270,7 @@ def run_study(
     for i, model in enumerate(models, start=1):
         run_dir = out / "runs" / model
         run_dirs.append(run_dir)
-        name = DISPLAY_NAMES[model]
+        name = display_name(model)
         state = _training_done(run_dir, data_dir)
         t0 = time.perf_counter()
         if state:

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from mrtranslate.data.dataset import Dataset, open_dataset
 from mrtranslate.data.tensors import load_images, load_masks, to_data_range
+from mrtranslate.directions import DIRECTIONS
 from mrtranslate.errors import UsageError
 from mrtranslate.evaluation.metrics import MEASURES, image_measures
 from mrtranslate.evaluation.references import (
@@ -37,7 +38,6 @@ from mrtranslate.evaluation.translate import time_synthesis, translate_stack
 from mrtranslate.fileio import save_npy_atomic, write_json_atomic, write_text_atomic
 from mrtranslate.training.run import load_run
 
-DIRECTIONS = {"t1-to-t2": ("t1w", "t2w"), "t2-to-t1": ("t2w", "t1w")}
 COLUMNS = [f"{m}{suffix}" for suffix in ("", "_mask") for m in MEASURES]
 
 
@@ -110,7 +110,8 @@ def _measure_references(
     summaries, rows = {}, []
     for name in REFERENCES:
         per_direction = {}
-        for direction, (src, dst) in DIRECTIONS.items():
+        for direction in DIRECTIONS:
+            src, dst = direction.source, direction.target
             fake = reference_translation(name, tensors[src], quantiles[dst])
             real01 = to_data_range(tensors[dst])[:, 0].numpy()
             fake01 = to_data_range(fake)[:, 0].numpy()
@@ -159,7 +160,8 @@ def evaluate_run(
     tensors = test_tensors(dataset, shape)
     eval_dir = Path(run_dir) / "eval"
     rows_by_direction, csv_rows, timing = {}, [], {}
-    for direction, (src, dst) in DIRECTIONS.items():
+    for direction in DIRECTIONS:
+        src, dst = direction.source, direction.target
         fake = translate_stack(
             run.method, tensors[src], direction, batch_size, device=device, precision=precision
         )

@@ -1,36 +1,39 @@
 """Translation methods: each owns its networks and loss weights and exposes its steps.
 
-The registry maps the CLI names to builders; modules are imported explicitly below.
+Models are listed once, in :mod:`mrtranslate.methods.registry`: each method module defines the
+``SPEC`` of its model(s) and the lines below register them, in the paper's order.
 """
 
 from __future__ import annotations
 
+from mrtranslate.methods import cyclegan, supervised, unit
 from mrtranslate.methods.base import Method
-from mrtranslate.methods.cyclegan import CycleGAN
-from mrtranslate.methods.supervised import GeneratorsS, Simple
-from mrtranslate.methods.unit import Unit
+from mrtranslate.methods.registry import ModelSpec, get, make_config, names, register, specs
 
-METHODS: dict[str, type[Method]] = {
-    "cyclegan": CycleGAN,
-    "cyclegan_s": CycleGAN,
-    "unit": Unit,
-    "generators_s": GeneratorsS,
-    "simple": Simple,
-}
+register(cyclegan.SPEC)
+register(cyclegan.SPEC_S)
+register(unit.SPEC)
+register(supervised.SPEC_GENERATORS_S)
+register(supervised.SPEC_SIMPLE)
 
-DISPLAY_NAMES = {
-    "cyclegan": "CycleGAN",
-    "cyclegan_s": "CycleGAN_s",
-    "unit": "UNIT",
-    "generators_s": "Generators_s",
-    "simple": "Simple",
-}
+__all__ = [
+    "Method",
+    "ModelSpec",
+    "build_method",
+    "display_name",
+    "get",
+    "make_config",
+    "names",
+    "specs",
+]
 
-__all__ = ["DISPLAY_NAMES", "METHODS", "Method", "build_method"]
+
+def display_name(name: str) -> str:
+    """The name of model ``name`` as shown in reports (``cyclegan_s`` -> ``CycleGAN_s``)."""
+    return get(name).display_name
 
 
 def build_method(name: str, net, loss, image_shape: tuple[int, int]) -> Method:
-    """Build the method called ``name`` from its network and loss sub-configs."""
-    if name not in METHODS:
-        raise KeyError(f"unknown model {name!r}; choose from {', '.join(METHODS)}")
-    return METHODS[name].from_config(name=name, net=net, loss=loss, image_shape=image_shape)
+    """Build the model called ``name`` from its network and loss sub-configs."""
+    spec = get(name)
+    return spec.method.from_config(spec=spec, net=net, loss=loss, image_shape=image_shape)

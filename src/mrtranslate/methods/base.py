@@ -7,6 +7,8 @@ from abc import ABC, abstractmethod
 import torch
 from torch import nn
 
+from mrtranslate.directions import DIRECTIONS
+
 Batch = dict[str, torch.Tensor]
 Logs = dict[str, torch.Tensor]
 
@@ -25,8 +27,9 @@ class Method(nn.Module, ABC):
 
     @classmethod
     @abstractmethod
-    def from_config(cls, *, name: str, net, loss, image_shape: tuple[int, int]) -> Method:
-        """Build from the run's ``net`` and ``loss`` config sections."""
+    def from_config(cls, *, spec, net, loss, image_shape: tuple[int, int]) -> Method:
+        """Build the model of ``spec`` (a :class:`~mrtranslate.methods.registry.ModelSpec`)
+        from the run's ``net`` and ``loss`` config sections."""
 
     @abstractmethod
     def generator_parameters(self) -> list[nn.Parameter]:
@@ -74,7 +77,7 @@ def score_real_and_fake(discriminator: nn.Module, real: torch.Tensor, fake: torc
 
 
 def check_direction(direction: str) -> None:
-    if direction not in ("t1-to-t2", "t2-to-t1"):
+    if direction not in DIRECTIONS:
         raise ValueError(f"direction must be 't1-to-t2' or 't2-to-t1', got {direction!r}")
 
 

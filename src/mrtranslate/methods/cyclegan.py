@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from mrtranslate.directions import Direction
 from mrtranslate.losses import l1, lsgan_loss
 from mrtranslate.methods.base import (
     Batch,
@@ -26,6 +27,7 @@ from mrtranslate.methods.base import (
     check_direction,
     score_real_and_fake,
 )
+from mrtranslate.methods.registry import ModelSpec
 from mrtranslate.nets import PatchDiscriminator, ResnetGenerator
 
 
@@ -67,17 +69,17 @@ class CycleGAN(Method):
         self.pool_t2 = ImagePool(pool_size, image_shape)
 
     @classmethod
-    def from_config(cls, *, name, net, loss, image_shape) -> CycleGAN:
+    def from_config(cls, *, spec, net, loss, image_shape) -> CycleGAN:
         return cls(
             gen_width=net.gen_width,
             gen_blocks=net.gen_blocks,
             disc_width=net.disc_width,
             cycle_weight=loss.cycle,
             identity_weight=loss.identity,
-            supervised_weight=loss.supervised if name == "cyclegan_s" else 0.0,
+            supervised_weight=loss.supervised if spec.paired else 0.0,
             pool_size=loss.pool_size,
             image_shape=image_shape,
-            name=name,
+            name=spec.name,
         )
 
     def generators(self):
@@ -129,5 +131,30 @@ class CycleGAN(Method):
 
     def translate(self, images: torch.Tensor, direction: str) -> torch.Tensor:
         check_direction(direction)
-        net = self.g_t1_to_t2 if direction == "t1-to-t2" else self.g_t2_to_t1
+        net = self.g_t1_to_t2 if direction == Direction.T1_TO_T2 else self.g_t2_to_t1
         return net(images)
+
+
+_QUICK = {
+    "net.gen_width": 16,
+    "net.gen_blocks": 6,
+    "net.disc_width": 32,
+    "train.decay_epochs": 3,
+    "train.lr": 4e-4,
+}
+SPEC = ModelSpec(
+    name="cyclegan",
+    display_name="CycleGAN",
+    paired=False,
+    method=CycleGAN,
+    summary="2 ResNet generators, 2 PatchGANs; LSGAN + cycle loss (unpaired)",
+    quick=_QUICK,
+)
+SPEC_S = ModelSpec(
+    name="cyclegan_s",
+    display_name="CycleGAN_s",
+    paired=True,
+    method=CycleGAN,
+    summary="CycleGAN plus an L1 term to the paired ground truth",
+    quick=_QUICK,
+)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mrtranslate.directions import Direction
 from mrtranslate.losses import l1
 from mrtranslate.methods.base import Batch, Logs, Method, check_direction
+from mrtranslate.methods.registry import ModelSpec
 from mrtranslate.nets import ResnetGenerator, SimpleTranslator
 
 
@@ -52,7 +54,7 @@ class SupervisedL1(Method):
 
     def translate(self, images: torch.Tensor, direction: str) -> torch.Tensor:
         check_direction(direction)
-        net = self.g_t1_to_t2 if direction == "t1-to-t2" else self.g_t2_to_t1
+        net = self.g_t1_to_t2 if direction == Direction.T1_TO_T2 else self.g_t2_to_t1
         return net(images).clamp(-1.0, 1.0)
 
 
@@ -60,19 +62,40 @@ class GeneratorsS(SupervisedL1):
     """Generators_s: CycleGAN's ResNet generators trained with L1 only."""
 
     @classmethod
-    def from_config(cls, *, name, net, loss, image_shape) -> GeneratorsS:
+    def from_config(cls, *, spec, net, loss, image_shape) -> GeneratorsS:
         def make():
             return ResnetGenerator(width=net.gen_width, blocks=net.gen_blocks)
 
-        return cls(g_t1_to_t2=make(), g_t2_to_t1=make(), name=name)
+        return cls(g_t1_to_t2=make(), g_t2_to_t1=make(), name=spec.name)
 
 
 class Simple(SupervisedL1):
     """Simple: 1x1 conv (256, ReLU) then 1x1 conv to one channel, trained with L1."""
 
     @classmethod
-    def from_config(cls, *, name, net, loss, image_shape) -> Simple:
+    def from_config(cls, *, spec, net, loss, image_shape) -> Simple:
         def make():
             return SimpleTranslator(width=net.simple_width)
 
-        return cls(g_t1_to_t2=make(), g_t2_to_t1=make(), name=name)
+        return cls(g_t1_to_t2=make(), g_t2_to_t1=make(), name=spec.name)
+
+
+# Keras Adam() defaults at a constant rate, as in the seed code.
+_SUPERVISED = {"train.lr": 1e-3, "train.beta1": 0.9, "train.decay_epochs": 0}
+SPEC_GENERATORS_S = ModelSpec(
+    name="generators_s",
+    display_name="Generators_s",
+    paired=True,
+    method=GeneratorsS,
+    summary="the CycleGAN generators trained with L1 only",
+    defaults=_SUPERVISED,
+    quick={"net.gen_width": 16, "net.gen_blocks": 6},
+)
+SPEC_SIMPLE = ModelSpec(
+    name="simple",
+    display_name="Simple",
+    paired=True,
+    method=Simple,
+    summary="1x1 conv 256 + ReLU, 1x1 conv to one channel, trained with L1",
+    defaults=_SUPERVISED,
+)

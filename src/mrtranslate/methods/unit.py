@@ -21,8 +21,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mrtranslate.directions import Direction
 from mrtranslate.losses import bce_gan_loss, l1, latent_kl
 from mrtranslate.methods.base import Batch, Logs, Method, check_direction, score_real_and_fake
+from mrtranslate.methods.registry import ModelSpec
 from mrtranslate.nets.unit import (
     UnitDecoder,
     UnitEncoder,
@@ -75,7 +77,7 @@ class Unit(Method):
         init_normal(self)
 
     @classmethod
-    def from_config(cls, *, name, net, loss, image_shape) -> Unit:
+    def from_config(cls, *, spec, net, loss, image_shape) -> Unit:
         return cls(
             width=net.unit_width,
             blocks=net.unit_blocks,
@@ -167,6 +169,29 @@ class Unit(Method):
 
     def translate(self, images: torch.Tensor, direction: str) -> torch.Tensor:
         check_direction(direction)
-        if direction == "t1-to-t2":
+        if direction == Direction.T1_TO_T2:
             return self.decode(self.encode(images, self.enc_t1), self.dec_t2)
         return self.decode(self.encode(images, self.enc_t2), self.dec_t1)
+
+
+SPEC = ModelSpec(
+    name="unit",
+    display_name="UNIT",
+    paired=False,
+    method=Unit,
+    summary="shared-latent VAE-GAN: 2 encoders, shared blocks, 2 decoders, multi-scale Ds",
+    # Adam 1e-4 with weight decay, 100 epochs without decay (Keras l2(5e-5) => gradient 1e-4 w)
+    defaults={
+        "train.lr": 1e-4,
+        "train.epochs": 100,
+        "train.decay_epochs": 0,
+        "train.weight_decay": 1e-4,
+    },
+    paper={"net.unit_dropout": 0.5},
+    quick={
+        "net.unit_width": 16,
+        "net.unit_blocks": 2,
+        "net.unit_disc_width": 16,
+        "train.lr": 2e-4,
+    },
+)

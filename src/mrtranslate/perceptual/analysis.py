@@ -114,17 +114,25 @@ def analyse(data: dict[str, list[dict]]) -> dict:
     by_reader: dict[int, dict[str, str]] = {}
     for r in rows:
         by_reader.setdefault(r["reader_id"], {})[r["image_id"]] = r["label"]
+    # Readers are identified by their id; names are labels only and may repeat.
     names = {r["id"]: r["name"] for r in data["readers"]}
-    result["per_reader"] = {
-        names[rid]: _rates([r for r in rows if r["reader_id"] == rid]) for rid in by_reader
-    }
+    result["per_reader"] = [
+        {
+            "reader_id": rid,
+            "name": names[rid],
+            **_rates([r for r in rows if r["reader_id"] == rid]),
+        }
+        for rid in sorted(by_reader)
+    ]
     pairs = []
     for a, b in itertools.combinations(sorted(by_reader), 2):
         common = sorted(set(by_reader[a]) & set(by_reader[b]))
         pairs.append(
             {
-                "a": names[a],
-                "b": names[b],
+                "a": a,
+                "a_name": names[a],
+                "b": b,
+                "b_name": names[b],
                 "images": len(common),
                 "cohen_kappa": cohen_kappa(
                     [by_reader[a][i] for i in common], [by_reader[b][i] for i in common]

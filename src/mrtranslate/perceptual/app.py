@@ -3,24 +3,28 @@
 Readers: ``GET /`` (enter a name) -> ``POST /api/readers`` -> personal link ``/r/{token}``;
 ``GET /api/r/{token}/next`` gives the next unanswered image in the reader's own random order;
 ``POST /api/r/{token}/answer`` stores one answer (a second answer to the same image is refused
-with 409); images are served from ``/img/{id}.png``. Nothing a reader receives says whether an
-image is real. Results: ``/admin?token=...`` (HTML), ``/admin/results.json`` and
-``/admin/results.csv`` with the admin token (query parameter or ``X-Admin-Token`` header).
+with 409); images are served from ``/img/{id}.png``. Results: ``/admin?token=...`` (HTML),
+``/admin/results.json`` and ``/admin/results.csv`` with the admin token (query parameter or
+``X-Admin-Token`` header).
+
+Blinding: nothing a reader receives says whether an image is real. Ids are random (``secrets``),
+each reader's order is a cryptographic shuffle, every image file has the same byte length
+(uncompressed PNG), and images are served from memory with identical headers. Request bodies are
+capped at ``MAX_BODY_BYTES`` whatever the transfer encoding (413), reader names are validated
+(422) and readers are identified by their id, never by name.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import random
 import re
 import secrets
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from mrtranslate.fileio import to_json
 from mrtranslate.perceptual import pages, store
@@ -39,6 +43,60 @@ NO_STORE = {
 class NewReader(BaseModel):
     name: str = Field(min_length=1, max_length=100)
 
+    @field_validator("name")
+    @classmethod
+    def printable(cls, name: str) -> str:
+        """A label only (names may repeat): printable Unicode, not blank, encodable as UTF-8."""
+        name = name.strip()
+        if not name or not name.isprintable():
+            raise ValueError("the name must be printable text")
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("the name must be valid Unicode text") from None
+        return name
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413, whatever the
+    transfer encoding (a declared Content-Length, or chunks counted as they arrive). Bodies up to
+    the limit are read first and replayed to the app, so an over-long one is never buffered."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await self._too_large(scope, receive, send)
+            return
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replay = iter(messages)
+
+        async def replayed():
+            return next(replay, None) or await receive()
+
+        await self.app(scope, replayed, send)
+
+    @staticmethod
+    async def _too_large(scope, receive, send):
+        await JSONResponse({"detail": "request too large"}, status_code=413)(scope, receive, send)
+
 
 class Answer(BaseModel):
     image_id: str = Field(pattern=r"^[0-9a-f]{32}$")
@@ -55,16 +113,26 @@ def create_app(study_dir: str | Path) -> FastAPI:
     image_ids = [r["id"] for r in conn0.execute("SELECT id FROM images ORDER BY id")]
     conn0.close()
     known_images = set(image_ids)
+    # Served from memory: no disk-cache timing, and every file has the same length.
+    image_bytes = {i: (study / "images" / f"{i}.png").read_bytes() for i in image_ids}
 
     @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse({"detail": "request too large"}, status_code=413)
+    async def no_store_headers(request: Request, call_next):
         response = await call_next(request)
         for key, value in NO_STORE.items():
             response.headers.setdefault(key, value)
         return response
+
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        # Never echo the input back: it may not even be encodable (a lone surrogate).
+        errors = [
+            {"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     def reader_or_404(conn, token: str):
         row = store.reader_by_token(conn, token) if TOKEN_RE.match(token) else None
@@ -85,10 +153,10 @@ def create_app(study_dir: str | Path) -> FastAPI:
     def new_reader(body: NewReader):
         token = secrets.token_hex(16)
         order = list(image_ids)
-        random.SystemRandom().shuffle(order)
+        secrets.SystemRandom().shuffle(order)  # cryptographic: the order predicts nothing
         conn = store.connect(study)
         try:
-            store.add_reader(conn, body.name.strip() or "reader", token, order)
+            store.add_reader(conn, body.name, token, order)
         finally:
             conn.close()
         return {"token": token, "link": f"/r/{token}"}
@@ -145,7 +213,7 @@ def create_app(study_dir: str | Path) -> FastAPI:
         image_id = name.removesuffix(".png")
         if not name.endswith(".png") or image_id not in known_images:
             raise HTTPException(404, "unknown image")
-        return Response((study / "images" / f"{image_id}.png").read_bytes(), media_type="image/png")
+        return Response(image_bytes[image_id], media_type="image/png")
 
     @app.get("/admin", response_class=HTMLResponse)
     def admin(request: Request):
@@ -165,44 +233,6 @@ def create_app(study_dir: str | Path) -> FastAPI:
     @app.get("/admin/results.csv")
     def results_csv(request: Request):
         check_admin(request)
-        return Response(answers_csv(study), media_type="text/csv")
+        return Response(store.answers_csv(study), media_type="text/csv")
 
     return app
-
-
-def answers_csv(study: Path) -> str:
-    """One row per answer with the truth (for the admin export)."""
-    data = store.all_rows(study)
-    images = {img["id"]: img for img in data["images"]}
-    names = {r["id"]: r["name"] for r in data["readers"]}
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(
-        [
-            "reader",
-            "position",
-            "image_id",
-            "label",
-            "truth",
-            "contrast",
-            "model",
-            "subject",
-            "answered_unix",
-        ]
-    )
-    for a in data["answers"]:
-        img = images[a["image_id"]]
-        writer.writerow(
-            [
-                names[a["reader_id"]],
-                a["position"],
-                a["image_id"],
-                a["label"],
-                img["truth"],
-                img["contrast"],
-                img["model"] or "",
-                img["subject"],
-                f"{a['answered']:.3f}",
-            ]
-        )
-    return buf.getvalue()

@@ -5,14 +5,21 @@ and half T2w each, the synthetic ones spread evenly over the models, each image 
 test subject while the split allows it. Every image gets the same treatment, so that only the
 pixels can tell real from synthetic: real images are resized to the runs' working resolution
 with the filter used in evaluation, then all images are upscaled to the same display size with
-the same filter, windowed the same way ([0, 1] data range to 0-255 grey) and saved as PNG with
-no metadata under a random 32-hex-digit id. The truth is stored only in ``study.sqlite``.
+the same filter, set to zero outside the subject's brain mask, windowed the same way ([0, 1]
+data range to 0-255 grey) and saved as
+*uncompressed* PNG (deflate level 0, "stored" blocks) with no metadata, so that every file has
+exactly the same byte length: compressed sizes would differ between smooth synthetic and noisy
+real images and tell them apart. Each image gets an id of 128 bits from :mod:`secrets`
+(independent of ``--seed``, which only chooses the images), and the images are rendered and
+stored in a random order. The truth is stored only in ``study.sqlite``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import random
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +28,20 @@ import torch.nn.functional as F
 from PIL import Image
 
 from mrtranslate.data.dataset import open_dataset
-from mrtranslate.data.tensors import load_images, to_data_range
+from mrtranslate.data.tensors import load_images, load_masks, to_data_range
+from mrtranslate.directions import Direction
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import atomic_directory, write_json_atomic
 from mrtranslate.perceptual import store
 
 DISPLAY_HEIGHT = 320
-SYNTHETIC_SOURCE = {"t1w": "t2-to-t1", "t2w": "t1-to-t2"}
+
+
+def encode_png(image: Image.Image) -> bytes:
+    """Uncompressed 8-bit grey PNG without metadata: the byte length depends only on the size."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=0, optimize=False)
+    return buf.getvalue()
 
 
 def render(image01: np.ndarray, height: int = DISPLAY_HEIGHT) -> Image.Image:
@@ -99,6 +113,10 @@ def build_study(
         for r, count in zip(run_info, _split_counts(n_synthetic // 2, len(run_info))):
             entries += [("synthetic", contrast, r, next(picks)) for _ in range(count)]
     real = {c: to_data_range(load_images(split, c, shape))[:, 0].numpy() for c in ("t1w", "t2w")}
+    # Zero outside the brain for every image: a synthetic image's faint background would
+    # otherwise tell it apart from the skull-stripped real ones by pixel values alone.
+    masks = load_masks(split, shape)[:, 0].numpy()
+    secrets.SystemRandom().shuffle(entries)  # nothing on disk follows the truth-sorted order
     images = []
     with atomic_directory(out, overwrite) as tmp:
         (tmp / "images").mkdir()
@@ -106,12 +124,11 @@ def build_study(
             if truth == "real":
                 pixels = real[contrast][index]
             else:
-                path = run["dir"] / "eval" / f"synthetic_{SYNTHETIC_SOURCE[contrast]}.npy"
+                path = run["dir"] / "eval" / f"synthetic_{Direction.producing(contrast)}.npy"
                 pixels = np.load(path, mmap_mode="r")[index]
-            image_id = f"{rng.getrandbits(128):032x}"
-            render(np.asarray(pixels)).save(
-                tmp / "images" / f"{image_id}.png", format="PNG", optimize=False
-            )
+            image_id = secrets.token_hex(16)
+            pixels = np.asarray(pixels, dtype=np.float32) * masks[index]
+            (tmp / "images" / f"{image_id}.png").write_bytes(encode_png(render(pixels)))
             images.append(
                 {
                     "id": image_id,
@@ -121,7 +138,7 @@ def build_study(
                     "subject": str(split.subjects[index]),
                 }
             )
-        admin_token = f"{random.SystemRandom().getrandbits(128):032x}"
+        admin_token = secrets.token_hex(16)
         store.create(
             tmp,
             images,
@@ -141,7 +158,8 @@ def build_study(
                 "synthetic": n_synthetic,
                 "models": [r["name"] for r in run_info],
                 "seed": seed,
-                "display": f"{DISPLAY_HEIGHT} px high, 8-bit grey PNG, data range [0, 1] -> 0-255",
+                "display": f"{DISPLAY_HEIGHT} px high, 8-bit grey uncompressed PNG (one byte "
+                "length for all), data range [0, 1] -> 0-255",
             },
         )
     return out

@@ -22,12 +22,13 @@ from torch import nn
 
 from mrtranslate.data.dataset import open_dataset
 from mrtranslate.data.tensors import load_images, to_data_range
+from mrtranslate.directions import Direction
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import write_json_atomic
 from mrtranslate.hardware import resolve_device
 from mrtranslate.perceptual.analysis import wilson
 
-SOURCE = {"t1w": "t2-to-t1", "t2w": "t1-to-t2"}
+SOURCE = {c: Direction.producing(c) for c in ("t1w", "t2w")}
 
 
 class Observer(nn.Module):

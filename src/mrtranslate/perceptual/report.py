@@ -52,7 +52,8 @@ def results_table(result: dict) -> str:
     )
     agreement = (
         "".join(
-            f"<tr><td>{escape(p['a'])}</td><td>{escape(p['b'])}</td>"
+            f"<tr><td>{escape(p['a_name'])} (#{p['a']})</td>"
+            f"<td>{escape(p['b_name'])} (#{p['b']})</td>"
             f"<td>{p['images']}</td><td>{p['cohen_kappa']:.3f}</td></tr>"
             for p in result["agreement"]["pairs"]
         )
@@ -142,7 +143,7 @@ def write_analysis(study: Path, out: Path) -> dict:
     """``results.json``, ``answers.csv``, ``results.html`` and the two figures into ``out``."""
     from mrtranslate.perceptual import store
     from mrtranslate.perceptual.analysis import analyse
-    from mrtranslate.perceptual.app import answers_csv
+    from mrtranslate.perceptual.store import answers_csv
 
     result = analyse(store.all_rows(study))
     out.mkdir(parents=True, exist_ok=True)

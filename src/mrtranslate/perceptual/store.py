@@ -8,6 +8,8 @@ the request that made it returns, so an answer acknowledged to a reader survives
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sqlite3
 import time
@@ -131,3 +133,50 @@ def all_rows(study: Path) -> dict[str, list[dict]]:
         }
     finally:
         conn.close()
+
+
+def _cell(value) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula (OWASP: prefix with ')."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def answers_csv(study: Path) -> str:
+    """One row per answer with the truth (for the admin export). Readers are identified by their
+    id; the name is a label only, and no cell can start a spreadsheet formula."""
+    data = all_rows(study)
+    images = {img["id"]: img for img in data["images"]}
+    names = {r["id"]: r["name"] for r in data["readers"]}
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(
+        [
+            "reader_id",
+            "reader_name",
+            "position",
+            "image_id",
+            "label",
+            "truth",
+            "contrast",
+            "model",
+            "subject",
+            "answered_unix",
+        ]
+    )
+    for a in data["answers"]:
+        img = images[a["image_id"]]
+        writer.writerow(
+            [
+                a["reader_id"],
+                _cell(names[a["reader_id"]]),
+                a["position"],
+                a["image_id"],
+                a["label"],
+                img["truth"],
+                img["contrast"],
+                _cell(img["model"]),
+                _cell(img["subject"]),
+                f"{a['answered']:.3f}",
+            ]
+        )
+    return buf.getvalue()

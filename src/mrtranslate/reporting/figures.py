@@ -13,11 +13,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mrtranslate.directions import DIRECTIONS, Direction  # noqa: E402
 from mrtranslate.evaluation.metrics import relative_error, zscore  # noqa: E402
 from mrtranslate.reporting.tables import LABELS  # noqa: E402
 
-DIRECTION_LABELS = {"t1-to-t2": "synthetic T2w (from T1w)", "t2-to-t1": "synthetic T1w (from T2w)"}
-COLORS = {"t1-to-t2": "#1f77b4", "t2-to-t1": "#ff7f0e"}
+DIRECTION_LABELS = {
+    Direction.T1_TO_T2: "synthetic T2w (from T1w)",
+    Direction.T2_TO_T1: "synthetic T1w (from T2w)",
+}
+COLORS = {Direction.T1_TO_T2: "#1f77b4", Direction.T2_TO_T1: "#ff7f0e"}
 
 
 def figure_bars(
@@ -29,7 +33,7 @@ def figure_bars(
     x = np.arange(len(names))
     width = 0.38
     for ax, key in zip(np.atleast_1d(axes), measures):
-        for k, direction in enumerate(("t1-to-t2", "t2-to-t1")):
+        for k, direction in enumerate(DIRECTIONS):
             stats = [s["measures"][direction][key + variant] for s in summaries]
             means = np.array([_num(st["mean"]) for st in stats])
             low = means - np.array([_num(st["ci95"][0]) for st in stats])
@@ -88,7 +92,7 @@ def figure_examples(
     zt1, zt2 = zscore(real_t1), zscore(real_t2)
     image = None
     for r, (name, images) in enumerate(synthetic.items(), start=1):
-        syn_t1, syn_t2 = images["t2-to-t1"], images["t1-to-t2"]
+        syn_t1, syn_t2 = images[Direction.T2_TO_T1], images[Direction.T1_TO_T2]
         axes[r, 1].imshow(syn_t1, cmap="gray", vmin=0, vmax=1)
         axes[r, 2].imshow(syn_t2, cmap="gray", vmin=0, vmax=1)
         image = axes[r, 0].imshow(

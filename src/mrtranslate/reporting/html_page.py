@@ -8,6 +8,7 @@ from html import escape
 from pathlib import Path
 
 from mrtranslate import __version__
+from mrtranslate.directions import Direction
 from mrtranslate.evaluation import metrics
 from mrtranslate.reporting.tables import LABELS
 
@@ -58,7 +59,7 @@ def _timing_table(summaries: list[dict]) -> str:
     rows = []
     for s in summaries:
         t = s["training"]
-        syn = s["synthesis"]["t1-to-t2"]
+        syn = s["synthesis"][Direction.T1_TO_T2]
         batched = [k for k in syn if k != "seconds_per_image_batch1"]
         rows.append(
             [

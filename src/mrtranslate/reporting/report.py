@@ -12,6 +12,7 @@ import numpy as np
 
 from mrtranslate.data.dataset import open_dataset
 from mrtranslate.data.tensors import load_images, to_data_range
+from mrtranslate.directions import DIRECTIONS
 from mrtranslate.errors import UsageError
 from mrtranslate.evaluation.metrics import MEASURES
 from mrtranslate.fileio import atomic_write, write_json_atomic, write_text_atomic
@@ -47,7 +48,7 @@ def _check_comparable(summaries: list[dict], runs: list[Path]) -> None:
 
 def _statistics(summaries: list[dict], rows: list[list[dict]]) -> list[dict]:
     out = []
-    for direction in ("t1-to-t2", "t2-to-t1"):
+    for direction in DIRECTIONS:
         for variant in ("", "_mask"):
             for measure in MEASURES:
                 key = measure + variant
@@ -100,7 +101,7 @@ def _example_images(summaries: list[dict], runs: list[Path], index: int) -> tupl
     for summary, run in zip(summaries, runs):
         synthetic[summary["display_name"]] = {
             d: np.load(run / "eval" / f"synthetic_{d}.npy", mmap_mode="r")[index]
-            for d in ("t1-to-t2", "t2-to-t1")
+            for d in DIRECTIONS
         }
     return real_t1, real_t2, synthetic, str(split.subjects[index])
 

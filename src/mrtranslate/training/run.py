@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mrtranslate.config import RunConfig, apply_overrides, make_config
+from mrtranslate.config import RunConfig, apply_overrides
 from mrtranslate.data.dataset import open_dataset
 from mrtranslate.data.tensors import load_images, working_shape
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import check_writable_parent, write_json_atomic
 from mrtranslate.hardware import inference_precision, resolve_device, resolve_precision
-from mrtranslate.methods import DISPLAY_NAMES, Method, build_method
+from mrtranslate.methods import Method, build_method, display_name, make_config
 from mrtranslate.nets import count_parameters
 from mrtranslate.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from mrtranslate.training.distributed import (
@@ -123,7 +123,7 @@ def train_run(
             print(f"mrtranslate: warning: {choice.warning}", file=sys.stderr, flush=True)
         if progress:
             print(
-                f"{DISPLAY_NAMES[cfg.model]}: {shape[0]}x{shape[1]} pixels "
+                f"{display_name(cfg.model)}: {shape[0]}x{shape[1]} pixels "
                 f"(data {dataset.shape[0]}x{dataset.shape[1]}), {choice.precision} on {device} "
                 f"({choice.reason})",
                 flush=True,
@@ -142,7 +142,7 @@ def train_run(
         )
         record = {
             "model": cfg.model,
-            "display_name": DISPLAY_NAMES[cfg.model],
+            "display_name": display_name(cfg.model),
             "profile": cfg.profile,
             "data": {**dataset.info(), "path": str(Path(data_dir).resolve())},
             "data_image_shape": list(dataset.shape),

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from mrtranslate.config import TrainConfig
+from mrtranslate.directions import Direction
 from mrtranslate.errors import TrainingError
 from mrtranslate.hardware import autocast, resolve_precision
 from mrtranslate.methods.base import Method
@@ -280,8 +281,8 @@ class Trainer:
         self.method.eval()
         real_t1 = self.data.t1w[:count].to(self.device)
         real_t2 = self.data.t2w[:count].to(self.device)
-        fake_t2 = self.method.translate(real_t1, "t1-to-t2").float()
-        fake_t1 = self.method.translate(real_t2, "t2-to-t1").float()
+        fake_t2 = self.method.translate(real_t1, Direction.T1_TO_T2).float()
+        fake_t1 = self.method.translate(real_t2, Direction.T2_TO_T1).float()
         grid = torch.cat([real_t1, fake_t2, real_t2, fake_t1], dim=-1)
         self.writer.add_images("samples/t1_fake-t2_t2_fake-t1", (grid + 1) / 2, epoch)
         self.method.train()

@@ -1,0 +1,135 @@
+"""The model registry: one :class:`ModelSpec` per model, the only list of models there is.
+
+A spec says everything the rest of the package needs to know about a model: its CLI and display
+names, whether it trains on pairs, the method class that builds it, and its configuration (the
+paper's settings and the quick and tiny profiles' overrides, as ``section.key`` values). Config,
+CLI, help texts, the study, the bench and the tests iterate over :func:`specs`.
+
+Adding a model: write its method in a new module of this package with a ``SPEC``, and add one
+line to :mod:`mrtranslate.methods` that registers it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mrtranslate.config import PROFILES, RunConfig, apply_values
+
+# The quick profile's shared settings (the CPU profile behind ``mrtranslate study``).
+QUICK_COMMON: dict[str, Any] = {
+    "train.epochs": 6,
+    "train.batch_size": 4,
+    "train.downsample": 0,  # auto: 4x for the 304x256 phantom (76x64), less for small images
+}
+
+# The tiny profile (tests): small images and networks, a few steps; the same for every model.
+TINY: dict[str, Any] = {
+    "net.gen_width": 8,
+    "net.gen_blocks": 2,
+    "net.disc_width": 8,
+    "net.unit_width": 8,
+    "net.unit_blocks": 1,
+    "net.unit_scales": 2,
+    "net.unit_disc_width": 8,
+    "net.simple_width": 16,
+    "loss.pool_size": 4,
+    "train.epochs": 2,
+    "train.decay_epochs": 1,
+    "train.batch_size": 2,
+    "train.steps_per_epoch": 3,
+    "train.downsample": 2,
+    "train.log_every": 1,
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything about one model that is not in its method class.
+
+    Attributes:
+        name: the CLI name (``cyclegan_s``).
+        display_name: as shown in reports (``CycleGAN_s``).
+        paired: trains on paired T1w/T2w images (supervised) or not.
+        method: the :class:`~mrtranslate.methods.base.Method` subclass; it is built with
+            ``method.from_config(spec=..., net=..., loss=..., image_shape=...)``.
+        summary: one line for ``mrtranslate models`` and help texts.
+        defaults: config values of this model in every profile (``section.key`` -> value).
+        paper: config values of the paper profile only.
+        quick: config values of the quick profile only (on top of :data:`QUICK_COMMON`).
+    """
+
+    name: str
+    display_name: str
+    paired: bool
+    method: type
+    summary: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+    paper: dict[str, Any] = field(default_factory=dict)
+    quick: dict[str, Any] = field(default_factory=dict)
+
+    def overrides(self, profile: str) -> dict[str, Any]:
+        """The ``section.key`` values of ``profile`` for this model, in the order applied."""
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+        extra = {"paper": self.paper, "quick": {**QUICK_COMMON, **self.quick}, "tiny": TINY}
+        return {**self.defaults, **extra[profile]}
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add ``spec`` (a new name; the order of registration is the order shown everywhere)."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"a model called {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    """Remove a model (for tests that register a throw-away one)."""
+    _REGISTRY.pop(name, None)
+
+
+def specs() -> list[ModelSpec]:
+    """All registered models, in registration order (the paper's order)."""
+    return list(_REGISTRY.values())
+
+
+def names() -> list[str]:
+    """The CLI names of all registered models."""
+    return list(_REGISTRY)
+
+
+def get(name: str) -> ModelSpec:
+    """The spec called ``name``; ``KeyError`` with the valid names otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; choose from {', '.join(_REGISTRY)}") from None
+
+
+def make_config(model: str, profile: str = "quick") -> RunConfig:
+    """The configuration of ``model`` under ``profile``.
+
+    - ``paper``: the paper's settings: full-size images, batch 1, CycleGAN(_s) 200 epochs with
+      linear decay over the last 100, UNIT 100 epochs at lr 1e-4 with weight decay and dropout,
+      supervised models 200 epochs with Adam's Keras defaults as in the seed code.
+    - ``quick``: the CPU settings behind ``mrtranslate study``: images down-sampled up to 4x
+      (76x64 for the default phantom), narrower networks, batch 4 and 6 epochs; the study's
+      planner then sets the steps and image size to fit its time budget.
+    - ``tiny``: for tests: small images and networks, a few steps.
+
+    Raises:
+        ValueError: an unknown model or profile.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    try:
+        spec = get(model)
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
+    cfg = RunConfig(model=model, profile=profile)
+    apply_values(cfg, spec.overrides(profile))
+    return cfg
