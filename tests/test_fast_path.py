@@ -165,7 +165,7 @@ def test_joint_real_fake_discriminator_call_equals_two_calls(model):
 
 
 def test_micro_batched_translation_equals_one_batch():
-    from mrtranslate.evaluation.translate import translate_stack
+    from mrtranslate.inference import translate_stack
 
     _, method = _method("cyclegan")
     method.eval()

@@ -326,7 +326,7 @@ def test_train_on_import_evaluate_and_translate_volume(bids_root, tmp_path, caps
     np.testing.assert_allclose(ras_out[::-1], data_out, atol=1e-4 * data_out.max())
     # From Python, with arrays.
     from mrtranslate.inference import translate_volume
-    from mrtranslate.training.run import load_run
+    from mrtranslate.runs import load_run
 
     array_out = translate_volume(load_run(run), vols["t1w"], "t1-to-t2")
     np.testing.assert_allclose(array_out, ras_out, atol=1e-4 * data_out.max())
@@ -489,7 +489,7 @@ def test_folders_subject_in_both_splits(tmp_path, capsys):
 
 
 def test_translate_bad_input(bad_inputs, small_phantom, tmp_path, capsys):
-    from mrtranslate.training.checkpoint import load_checkpoint, save_checkpoint
+    from mrtranslate.runs import load_checkpoint, save_checkpoint
     from mrtranslate.training.run import train_run
 
     root, files = bad_inputs
@@ -540,7 +540,7 @@ def test_translate_bad_input(bad_inputs, small_phantom, tmp_path, capsys):
 def test_working_resolution_warning():
     from pathlib import Path
 
-    from mrtranslate.training.run import LoadedRun
+    from mrtranslate.runs import LoadedRun
 
     def run(data_shape, model_shape):
         return LoadedRun(Path("r"), None, None, {}, data_shape, model_shape)

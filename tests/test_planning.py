@@ -20,7 +20,6 @@ from mrtranslate.planning import (
     choose,
 )
 
-MODELS = ("cyclegan", "cyclegan_s", "unit", "generators_s", "simple")
 PHANTOM = (304, 256)
 
 

@@ -16,8 +16,9 @@ import torch
 from helpers import usage_error
 from mrtranslate.cli import main
 from mrtranslate.errors import TrainingError
-from mrtranslate.training.checkpoint import load_checkpoint
-from mrtranslate.training.run import load_run, train_run
+from mrtranslate.methods import names
+from mrtranslate.runs import load_checkpoint, load_run
+from mrtranslate.training.run import train_run
 
 
 def test_bad_set_keys_and_missing_data(small_phantom, tmp_path, capsys):
@@ -56,11 +57,11 @@ def test_bad_set_keys_and_missing_data(small_phantom, tmp_path, capsys):
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
 
 
-@pytest.mark.parametrize("model", ["cyclegan", "cyclegan_s", "unit", "generators_s", "simple"])
+@pytest.mark.parametrize("model", names())
 def test_each_model_trains_with_tiny_profile(model, small_phantom, tmp_path):
     record = train_run(model, small_phantom, tmp_path / model, profile="tiny", progress=False)
-    assert record["finished"] and record["steps_done"] == 6
-    assert len(record["seconds_per_epoch"]) == 2
+    assert record.finished and record.steps_done == 6
+    assert len(record.seconds_per_epoch) == 2
     saved = json.loads((tmp_path / model / "run.json").read_text())
     assert saved["seed"] == 0 and saved["environment"]["torch"] == torch.__version__
     assert Path(saved["data"]["path"]).is_absolute()  # evaluation works from any folder

@@ -32,8 +32,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mrtranslate.config import apply_overrides
 from mrtranslate.directions import Direction
-from mrtranslate.evaluation.translate import translate_stack
 from mrtranslate.hardware import cpu_capability, resolve_device, resolve_precision
+from mrtranslate.inference.batches import translate_stack
 from mrtranslate.methods import build_method, display_name, make_config
 from mrtranslate.training.trainer import Trainer, TrainingData
 
@@ -183,6 +183,12 @@ def bench_model(
         "train_step_gflop": train_flops / 1e9,
         "train_gflops_per_second": train_flops / median / 1e9,
     }
+    return result | _inference_speed(method, precision, size, repeats, device)
+
+
+def _inference_speed(method, precision: str, size, repeats: int, device: torch.device) -> dict:
+    """Seconds, images/s and GFLOP/s of translation at batch 1 and 16 (in eval mode)."""
+    result = {}
     for infer_batch in (1, 16):
         images = torch.rand(infer_batch, 1, *size) * 2 - 1
 
@@ -261,33 +267,38 @@ def run_bench(
             res["infer_b16_fraction_of_conv_peak"] = res["infer_b16_gflops_per_second"] / peak
             results.append(res)
     say(f"evaluation measures for {metrics_images} image pairs")
-    small = metrics_seconds((76, 64), metrics_images)
-    tenth = max(1, metrics_images // 10)
-    full = metrics_seconds((304, 256), tenth) * metrics_images / tenth
     return {
-        "metrics": {
-            "images": metrics_images,
-            "seconds_76x64": small,
-            "seconds_304x256_extrapolated": full,
-            "measures": "MAE, PSNR, MI, SSIM, whole image and inside the mask",
-        },
-        "machine": {
-            "processor": platform.processor() or platform.machine(),
-            "device": str(torch_device),
-            "device_name": (
-                torch.cuda.get_device_name(torch_device)
-                if torch_device.type == "cuda"
-                else platform.processor() or platform.machine()
-            ),
-            "cpu_capability": cpu_capability(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "bf16_native": probe.bf16_native,
-            "precision_probe": probe.to_dict(),
-        },
+        "metrics": _metrics_timing(metrics_images),
+        "machine": _machine(torch_device, probe),
         "ceilings": ceilings,
         "skipped": skipped,
         "results": results,
+    }
+
+
+def _metrics_timing(images: int) -> dict:
+    """Seconds of the evaluation measures for ``images`` pairs at 76x64 and (extrapolated from
+    a tenth of them) at 304x256."""
+    tenth = max(1, images // 10)
+    return {
+        "images": images,
+        "seconds_76x64": metrics_seconds((76, 64), images),
+        "seconds_304x256_extrapolated": metrics_seconds((304, 256), tenth) * images / tenth,
+        "measures": "MAE, PSNR, MI, SSIM, whole image and inside the mask",
+    }
+
+
+def _machine(device: torch.device, probe) -> dict:
+    processor = platform.processor() or platform.machine()
+    return {
+        "processor": processor,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else processor,
+        "cpu_capability": cpu_capability(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "bf16_native": probe.bf16_native,
+        "precision_probe": probe.to_dict(),
     }
 
 

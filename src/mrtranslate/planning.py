@@ -303,11 +303,80 @@ def build_plan(
     )
 
 
+@dataclass
+class StudyShape:
+    """What the planner needs to know about the study: models and data set sizes."""
+
+    models: list[str]
+    data_shape: tuple[int, int]
+    train_images: int
+    test_images: int
+
+
+class _Calibration:
+    """Step times measured on this machine (quick settings, resolved precision)."""
+
+    def __init__(self, study: StudyShape, device, precision: str, say: Callable[[str], None]):
+        from mrtranslate.bench import metrics_seconds
+
+        self.study, self.device, self.precision, self.say = study, device, precision, say
+        self.start = time.perf_counter()
+        self.factors, self.base = candidate_factors(study.data_shape)
+        self.step_seconds: dict = {}
+        h, w = working_shape(study.data_shape, self.base)
+        self.metric_cost = metrics_seconds((h, w), 16) / (16 * h * w)
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+    def measure(self, factor: float) -> None:
+        from mrtranslate.bench import quick_step_seconds
+
+        shape = working_shape(self.study.data_shape, factor)
+        for model in self.study.models:
+            self.step_seconds[(model, factor)] = quick_step_seconds(
+                model, shape, BATCH, self.device, self.precision
+            )
+        self.say(
+            f"calibration at {shape[0]}x{shape[1]}: "
+            + ", ".join(
+                f"{m} {self.step_seconds[(m, factor)]:.3f} s/step" for m in self.study.models
+            )
+        )
+
+    def plan(self, budget_minutes: float, spent_seconds: float) -> StudyPlan:
+        study = self.study
+        cost = CostModel(
+            tuple(study.models),
+            tuple(study.data_shape),
+            study.test_images,
+            self.metric_cost,
+            dict(self.step_seconds),
+        )
+        record = {
+            "seconds": self.seconds,
+            "step_seconds": {
+                f"{m}@{'x'.join(map(str, working_shape(study.data_shape, f)))}": t
+                for (m, f), t in self.step_seconds.items()
+            },
+            "metric_seconds_per_pixel": self.metric_cost,
+        }
+        return build_plan(
+            cost,
+            self.factors,
+            self.base,
+            budget_minutes,
+            spent_seconds + self.seconds,
+            study.train_images,
+            str(self.device),
+            self.precision,
+            record,
+        )
+
+
 def calibrate_and_plan(
-    models: list[str],
-    data_shape: tuple[int, int],
-    train_images: int,
-    test_images: int,
+    study: StudyShape,
     budget_minutes: float,
     spent_seconds: float,
     device,
@@ -317,55 +386,13 @@ def calibrate_and_plan(
 ) -> StudyPlan:
     """Measure this machine's step times and plan; measures again at the chosen size when it
     differs from the measured ones (up to three sizes, within ``max_calibration_seconds``)."""
-    from mrtranslate.bench import metrics_seconds, quick_step_seconds
-
-    start = time.perf_counter()
-    factors, base = candidate_factors(data_shape)
-    step_seconds: dict = {}
-
-    def measure(factor: float) -> None:
-        shape = working_shape(data_shape, factor)
-        for model in models:
-            step_seconds[(model, factor)] = quick_step_seconds(
-                model, shape, BATCH, device, precision
-            )
-        say(
-            f"calibration at {shape[0]}x{shape[1]}: "
-            + ", ".join(f"{m} {step_seconds[(m, factor)]:.3f} s/step" for m in models)
-        )
-
-    measure(base)
-    base_shape = working_shape(data_shape, base)
-    metric_cost = metrics_seconds(base_shape, 16) / (16 * base_shape[0] * base_shape[1])
-
-    def plan_now() -> StudyPlan:
-        cost = CostModel(tuple(models), tuple(data_shape), test_images, metric_cost, step_seconds)
-        elapsed = spent_seconds + time.perf_counter() - start
-        calibration = {
-            "seconds": time.perf_counter() - start,
-            "step_seconds": {
-                f"{m}@{'x'.join(map(str, working_shape(data_shape, f)))}": t
-                for (m, f), t in step_seconds.items()
-            },
-            "metric_seconds_per_pixel": metric_cost,
-        }
-        return build_plan(
-            cost,
-            factors,
-            base,
-            budget_minutes,
-            elapsed,
-            train_images,
-            str(device),
-            precision,
-            calibration,
-        )
-
-    plan = plan_now()
+    calibration = _Calibration(study, device, precision, say)
+    calibration.measure(calibration.base)
+    plan = calibration.plan(budget_minutes, spent_seconds)
     for _ in range(3):
-        measured = {f for _, f in step_seconds}
-        if plan.downsample in measured or time.perf_counter() - start > max_calibration_seconds:
+        measured = {f for _, f in calibration.step_seconds}
+        if plan.downsample in measured or calibration.seconds > max_calibration_seconds:
             break
-        measure(plan.downsample)
-        plan = plan_now()
+        calibration.measure(plan.downsample)
+        plan = calibration.plan(budget_minutes, spent_seconds)
     return plan

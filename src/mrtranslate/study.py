@@ -24,8 +24,8 @@ from mrtranslate.data.dataset import open_dataset
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import write_json_atomic
 from mrtranslate.methods import display_name, names
-from mrtranslate.planning import StudyPlan
-from mrtranslate.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from mrtranslate.planning import REPORT_SECONDS, StudyPlan
+from mrtranslate.runs import is_evaluated, layout, load_checkpoint, load_record
 
 DEFAULT_BUDGET_MINUTES = 15.0
 
@@ -51,25 +51,17 @@ def _prepare_data(data: str | Path | None, out: Path, seed: int, progress: bool)
 
 def _training_done(run_dir: Path, data_dir: Path) -> bool | None:
     """True: finished; False: started (resume); None: not started."""
-    path = run_dir / CHECKPOINT_NAME
+    path = layout.checkpoint_path(run_dir)
     if not path.is_file():
         return None
-    record_path = run_dir / "run.json"
-    if record_path.is_file():
-        recorded = json.loads(record_path.read_text()).get("data", {}).get("path")
+    if layout.record_path(run_dir).is_file():
+        recorded = load_record(run_dir).data_path
         if recorded and Path(recorded).resolve() != data_dir.resolve():
             raise UsageError(
                 f"{run_dir} was trained on {recorded}, not {data_dir}; use another "
                 "--out for a study on other data"
             )
     return bool(load_checkpoint(path).get("finished"))
-
-
-def _evaluation_done(run_dir: Path) -> bool:
-    summary = run_dir / "eval" / "summary.json"
-    return (
-        summary.is_file() and summary.stat().st_mtime >= (run_dir / CHECKPOINT_NAME).stat().st_mtime
-    )
 
 
 def load_plan(path: str | Path) -> StudyPlan:
@@ -124,7 +116,7 @@ def _plan_study(
     precision: str,
 ) -> StudyPlan:
     from mrtranslate.hardware import resolve_device, resolve_precision
-    from mrtranslate.planning import calibrate_and_plan
+    from mrtranslate.planning import StudyShape, calibrate_and_plan
 
     torch_device = resolve_device(device)
     choice = resolve_precision(precision, torch_device)
@@ -132,11 +124,11 @@ def _plan_study(
         _say(f"warning: {choice.warning}")
     _say(f"calibrating on {torch_device}: {choice.precision} ({choice.reason})")
     dataset = open_dataset(data_dir)
+    shape = StudyShape(
+        models, tuple(dataset.shape), len(dataset.split("train")), len(dataset.split("test"))
+    )
     return calibrate_and_plan(
-        models,
-        tuple(dataset.shape),
-        len(dataset.split("train")),
-        len(dataset.split("test")),
+        shape,
         budget,
         spent,
         torch_device,
@@ -148,165 +140,191 @@ def _plan_study(
 class _Clock:
     """Elapsed time and an ETA from the plan's estimates, corrected by the drift so far."""
 
-    def __init__(self, start: float, plan: StudyPlan | None):
+    def __init__(self, start: float, plan: StudyPlan | None, models: list[str]):
         self.start = start
-        self.plan = plan
+        self.models = models
+        self.estimates = {m.model: m for m in (plan.models if plan else [])}
         self.estimated_done = 0.0
         self.actual_done = 0.0
 
-    def stage_done(self, estimated: float, began: float) -> None:
-        self.estimated_done += estimated
-        self.actual_done += time.perf_counter() - began
+    def stage_done(self, model: str, stage: str, began: float) -> None:
+        """Account for a finished ``train`` or ``evaluate`` stage of ``model``."""
+        estimate = self.estimates.get(model)
+        if estimate is not None:
+            self.estimated_done += getattr(estimate, f"{stage}_seconds")
+            self.actual_done += time.perf_counter() - began
 
-    def eta(self, remaining_estimate: float) -> str:
+    def left(self, done: int) -> float:
+        """Estimated seconds for the models after the first ``done`` ones, and the report."""
+        return REPORT_SECONDS + sum(
+            e.train_seconds + e.evaluate_seconds
+            for name in self.models[done:]
+            if (e := self.estimates.get(name)) is not None
+        )
+
+    def eta(self, done: int) -> str:
         elapsed = time.perf_counter() - self.start
         drift = self.actual_done / self.estimated_done if self.estimated_done > 1 else 1.0
-        left = max(0.0, remaining_estimate * min(max(drift, 0.5), 3.0))
+        left = max(0.0, self.left(done) * min(max(drift, 0.5), 3.0))
         finish = time.strftime("%H:%M", time.localtime(time.time() + left))
         return f"{elapsed / 60:.1f} min elapsed, about {left / 60:.1f} min left (ETA {finish})"
 
 
-def run_study(
-    data: str | Path | None = None,
-    out: str | Path = "mrtranslate-study",
-    profile: str | None = None,
-    models: list[str] | tuple[str, ...] | None = None,
-    overrides: list[str] | None = None,
-    seed: int = 0,
-    progress: bool = True,
-    budget_minutes: float | None = None,
-    plan_file: str | Path | None = None,
-    device: str = "auto",
-    precision: str = "auto",
-) -> Path:
-    """Run (or resume) the whole study; returns the path of ``report.html``.
+@dataclass
+class StudyOptions:
+    """What ``mrtranslate study`` was asked to do (see :func:`run_study`)."""
 
-    Without ``profile`` the study plans itself to ``budget_minutes`` (default 15) on this
-    machine, or follows ``plan_file``; with ``profile`` (paper, quick, tiny) it trains that
-    profile's fixed number of steps.
-    """
-    from mrtranslate.evaluation.evaluate import evaluate_run
-    from mrtranslate.reporting.report import build_report
-    from mrtranslate.training.run import train_run
+    data: str | Path | None = None
+    out: str | Path = "mrtranslate-study"
+    profile: str | None = None
+    models: list[str] | tuple[str, ...] | None = None
+    overrides: list[str] = field(default_factory=list)
+    seed: int = 0
+    progress: bool = True
+    budget_minutes: float | None = None
+    plan_file: str | Path | None = None
+    device: str = "auto"
+    precision: str = "auto"
 
-    known = names()
-    models = known if models is None else models
-    unknown = [m for m in models if m not in known]
-    if unknown:
-        raise UsageError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(known)}")
-    if profile is not None and profile not in PROFILES:
-        raise UsageError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
-    if profile is not None and (budget_minutes is not None or plan_file is not None):
-        raise UsageError(
-            "--profile trains a fixed number of steps; it cannot be combined with "
-            "--budget or --plan"
-        )
-    if budget_minutes is not None and plan_file is not None:
-        raise UsageError("--plan fixes the steps and sizes; it cannot be combined with --budget")
-    if budget_minutes is not None and not budget_minutes > 0:
-        raise UsageError(f"--budget must be a positive number of minutes, got {budget_minutes}")
-    models = [m for m in known if m in models]  # registry order, no duplicates
-    out = Path(out)
-    given_plan = load_plan(plan_file) if plan_file is not None else None
-    start = time.perf_counter()
-    timings: dict[str, float] = {}
-    data_dir = _prepare_data(data, out, seed, progress)
-    timings["data"] = time.perf_counter() - start
+    def checked_models(self) -> list[str]:
+        """The models in registry order, without duplicates; usage errors for bad options."""
+        known = names()
+        wanted = known if self.models is None else list(self.models)
+        unknown = [m for m in wanted if m not in known]
+        if unknown:
+            raise UsageError(
+                f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(known)}"
+            )
+        if self.profile is not None and self.profile not in PROFILES:
+            raise UsageError(f"unknown profile {self.profile!r}; choose from {', '.join(PROFILES)}")
+        if self.profile is not None and (self.budget_minutes, self.plan_file) != (None, None):
+            raise UsageError(
+                "--profile trains a fixed number of steps; it cannot be combined with "
+                "--budget or --plan"
+            )
+        if self.budget_minutes is not None and self.plan_file is not None:
+            raise UsageError(
+                "--plan fixes the steps and sizes; it cannot be combined with --budget"
+            )
+        if self.budget_minutes is not None and not self.budget_minutes > 0:
+            raise UsageError(
+                f"--budget must be a positive number of minutes, got {self.budget_minutes}"
+            )
+        return [m for m in known if m in wanted]
 
+
+def _choose_mode(
+    opts: StudyOptions,
+    out: Path,
+    data_dir: Path,
+    models: list[str],
+    spent: float,
+    given_plan: StudyPlan | None,
+) -> _Mode:
+    """The recorded mode of a started study, else the given plan, profile or a new plan."""
     mode = _existing_mode(out)
     if mode is not None:
         kept = f"the plan for {mode.plan.budget_minutes:g} min" if mode.plan else mode.profile
         _say(f"continuing the study in {out} with {kept} (study.json)")
     elif given_plan is not None:
         mode = _Mode(plan=given_plan, budget_minutes=given_plan.budget_minutes)
-        _say(f"following the plan in {plan_file}")
-    elif profile is not None:
-        mode = _Mode(profile=profile)
+        _say(f"following the plan in {opts.plan_file}")
+    elif opts.profile is not None:
+        mode = _Mode(profile=opts.profile)
     else:
-        budget = budget_minutes or DEFAULT_BUDGET_MINUTES
-        plan = _plan_study(data_dir, models, budget, timings["data"], device, precision)
+        budget = opts.budget_minutes or DEFAULT_BUDGET_MINUTES
+        plan = _plan_study(data_dir, models, budget, spent, opts.device, opts.precision)
         mode = _Mode(plan=plan, budget_minutes=budget)
-    if mode.plan is not None:
-        if list(mode.plan.data_shape) != list(open_dataset(data_dir).shape):
-            raise UsageError(
-                f"the plan is for {mode.plan.data_shape[0]}x{mode.plan.data_shape[1]} images but "
-                f"{data_dir} holds {'x'.join(map(str, open_dataset(data_dir).shape))} images"
-            )
-        print(mode.plan.table(), flush=True)
-        write_json_atomic(out / "plan.json", mode.plan.to_dict())
-        mode.overrides = mode.plan.overrides()
+    if mode.plan is None:
+        mode.overrides = [f"train.precision={opts.precision}"]
+        return mode
+    shape = list(open_dataset(data_dir).shape)
+    if list(mode.plan.data_shape) != shape:
+        raise UsageError(
+            f"the plan is for {mode.plan.data_shape[0]}x{mode.plan.data_shape[1]} images but "
+            f"{data_dir} holds {shape[0]}x{shape[1]} images"
+        )
+    print(mode.plan.table(), flush=True)
+    write_json_atomic(out / "plan.json", mode.plan.to_dict())
+    mode.overrides = mode.plan.overrides()
+    return mode
+
+
+def _train_and_evaluate(
+    opts: StudyOptions, mode: _Mode, data_dir: Path, run_dir: Path, clock: _Clock, label: str
+) -> dict[str, float]:
+    """Train (or resume) and evaluate one model unless already done; returns the seconds."""
+    from mrtranslate.evaluation.evaluate import evaluate_run
+    from mrtranslate.training.run import train_run
+
+    model = run_dir.name
+    name = display_name(model)
+    state = _training_done(run_dir, data_dir)
+    t0 = time.perf_counter()
+    if state:
+        _say(f"{label} {name}: already trained")
     else:
-        mode.overrides = [f"train.precision={precision}"]
-    device_overrides = [f"train.device={device}"]
-    study_record = {
+        _say(f"{label} {'resuming' if state is False else 'training'} {name}")
+        overrides = [f"train.seed={opts.seed}", f"train.device={opts.device}", *mode.overrides]
+        train_run(
+            model,
+            data_dir,
+            run_dir,
+            profile=mode.profile,
+            overrides=[*overrides, *opts.overrides],
+            resume=state is False,
+            progress=opts.progress,
+            plan=mode.plan.to_dict() if mode.plan else None,
+        )
+        clock.stage_done(model, "train", t0)
+    seconds = {f"train_{model}": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    if is_evaluated(run_dir):
+        _say(f"{label} {name}: already evaluated")
+    else:
+        _say(f"{label} evaluating {name}")
+        evaluate_run(run_dir, data_dir, progress=opts.progress, device=opts.device)
+        clock.stage_done(model, "evaluate", t0)
+    seconds[f"evaluate_{model}"] = time.perf_counter() - t0
+    return seconds
+
+
+def run_study(opts: StudyOptions | None = None, **options) -> Path:
+    """Run (or resume) the whole study; returns the path of ``report.html``.
+
+    Options are a :class:`StudyOptions` or its fields as keywords. Without ``profile`` the study
+    plans itself to ``budget_minutes`` (default 15) on this machine, or follows ``plan_file``;
+    with ``profile`` (paper, quick, tiny) it trains that profile's fixed number of steps.
+    """
+    from mrtranslate.reporting.report import build_report
+
+    opts = opts or StudyOptions(**options)
+    models = opts.checked_models()
+    given_plan = load_plan(opts.plan_file) if opts.plan_file is not None else None  # fail early
+    out = Path(opts.out)
+    start = time.perf_counter()
+    data_dir = _prepare_data(opts.data, out, opts.seed, opts.progress)
+    timings = {"data": time.perf_counter() - start}
+    mode = _choose_mode(opts, out, data_dir, models, timings["data"], given_plan)
+    record = {
         "data": str(data_dir),
         **mode.describe(),
-        "models": list(models),
-        "seed": seed,
-        "device": device,
-        "overrides": overrides or [],
+        "models": models,
+        "seed": opts.seed,
+        "device": opts.device,
+        "overrides": list(opts.overrides),
         "status": "running",
     }
-    write_json_atomic(out / "study.json", study_record)
-
-    clock = _Clock(start, mode.plan)
-    estimates = {m.model: m for m in (mode.plan.models if mode.plan else [])}
-
-    def remaining(after: int, evaluated: bool) -> float:
-        left = 10.0
-        for j, name in enumerate(models):
-            est = estimates.get(name)
-            if est is None:
-                continue
-            if j > after:
-                left += est.train_seconds + est.evaluate_seconds
-            elif j == after and not evaluated:
-                left += est.evaluate_seconds
-        return left
-
+    write_json_atomic(out / "study.json", record)
+    clock = _Clock(start, mode.plan, models)
     if mode.plan is not None:
-        _say(f"plan ready; {clock.eta(remaining(-1, False))}")
-    run_dirs = []
-    for i, model in enumerate(models, start=1):
-        run_dir = out / "runs" / model
-        run_dirs.append(run_dir)
-        name = display_name(model)
-        state = _training_done(run_dir, data_dir)
-        t0 = time.perf_counter()
-        if state:
-            _say(f"[{i}/{len(models)}] {name}: already trained")
-        else:
-            verb = "resuming" if state is False else "training"
-            _say(f"[{i}/{len(models)}] {verb} {name} ({mode.profile} profile)")
-            train_run(
-                model,
-                data_dir,
-                run_dir,
-                profile=mode.profile,
-                overrides=[
-                    f"train.seed={seed}",
-                    *device_overrides,
-                    *mode.overrides,
-                    *(overrides or []),
-                ],
-                resume=state is False,
-                progress=progress,
-                plan=mode.plan.to_dict() if mode.plan else None,
-            )
-            if model in estimates:
-                clock.stage_done(estimates[model].train_seconds, t0)
-        timings[f"train_{model}"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        if _evaluation_done(run_dir):
-            _say(f"[{i}/{len(models)}] {name}: already evaluated")
-        else:
-            _say(f"[{i}/{len(models)}] evaluating {name}")
-            evaluate_run(run_dir, data_dir, progress=progress, device=device)
-            if model in estimates:
-                clock.stage_done(estimates[model].evaluate_seconds, t0)
-        timings[f"evaluate_{model}"] = time.perf_counter() - t0
+        _say(f"plan ready; {clock.eta(0)}")
+    run_dirs = [out / "runs" / model for model in models]
+    for i, run_dir in enumerate(run_dirs, start=1):
+        label = f"[{i}/{len(models)}]"
+        timings |= _train_and_evaluate(opts, mode, data_dir, run_dir, clock, label)
         if mode.plan is not None:
-            _say(f"[{i}/{len(models)}] {name} done; {clock.eta(remaining(i - 1, True))}")
+            _say(f"{label} {display_name(run_dir.name)} done; {clock.eta(i)}")
     _say("writing the report")
     t0 = time.perf_counter()
     report = build_report(run_dirs, out / "report")
@@ -314,7 +332,7 @@ def run_study(
     timings["total_this_call"] = time.perf_counter() - start
     write_json_atomic(
         out / "study.json",
-        {**study_record, "status": "finished", "seconds": timings, "report": str(report)},
+        {**record, "status": "finished", "seconds": timings, "report": str(report)},
     )
     _say(f"done in {timings['total_this_call'] / 60:.1f} min")
     return report

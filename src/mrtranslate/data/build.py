@@ -81,27 +81,29 @@ def build_phantom(
             if pool:
                 pool.shutdown(cancel_futures=True)
             bar.close()
-        write_json_atomic(
-            tmp / "dataset.json",
-            {
-                "format": FORMAT,
-                "version": FORMAT_VERSION,
-                "source": "phantom",
-                "description": "mrtranslate MNI152-based multi-contrast brain phantom (HCP-like)",
-                "contrasts": ["t1w", "t2w"],
-                "paired": True,
-                "image_shape": list(shape),
-                "pixel_spacing_mm": [spec.spacing, spec.spacing],
-                "orientation": "axial; rows anterior->posterior, columns left->right",
-                "intensity": INTENSITY_NOTE,
-                "seed": spec.seed,
-                "splits": {
-                    name: {"subjects": len(m), "images": len(m) * spec.slices_per_subject}
-                    for name, m in splits.items()
-                },
-                "phantom": spec.to_dict(),
-                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-                "mrtranslate_version": __version__,
-            },
-        )
+        write_json_atomic(tmp / "dataset.json", _dataset_meta(spec, splits))
     return out
+
+
+def _dataset_meta(spec: PhantomSpec, splits: dict[str, list[str]]) -> dict:
+    """``dataset.json`` of a phantom cohort."""
+    return {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "source": "phantom",
+        "description": "mrtranslate MNI152-based multi-contrast brain phantom (HCP-like)",
+        "contrasts": ["t1w", "t2w"],
+        "paired": True,
+        "image_shape": [spec.height, spec.width],
+        "pixel_spacing_mm": [spec.spacing, spec.spacing],
+        "orientation": "axial; rows anterior->posterior, columns left->right",
+        "intensity": INTENSITY_NOTE,
+        "seed": spec.seed,
+        "splits": {
+            name: {"subjects": len(m), "images": len(m) * spec.slices_per_subject}
+            for name, m in splits.items()
+        },
+        "phantom": spec.to_dict(),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "mrtranslate_version": __version__,
+    }

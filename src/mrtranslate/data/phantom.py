@@ -154,6 +154,27 @@ def robust_scale(image: np.ndarray, mask: np.ndarray, percentile: float = 99.5) 
     return scale if scale > 0 else 1.0
 
 
+def _subject_grid(rng: np.random.Generator, spec: PhantomSpec):
+    """Where each output pixel samples the template (mm): a small affine plus a smooth
+    nonlinear warp, shared by both contrasts and all slices; and a smooth z offset field."""
+    h, w, sp = spec.height, spec.width, spec.spacing
+    # Output grid in subject space (mm): rows run anterior -> posterior, columns left -> right.
+    y = BRAIN_CENTRE_Y_MM + (h / 2 - 0.5 - np.arange(h, dtype=np.float32)) * sp
+    x = (np.arange(w, dtype=np.float32) - w / 2 + 0.5) * sp
+    yy, xx = np.meshgrid(y, x, indexing="ij")
+    # Small affine: per-axis scale, in-plane rotation, shift.
+    scale = rng.normal(1.0, 0.05, size=2)
+    angle = np.deg2rad(rng.normal(0.0, 4.0))
+    shift = rng.normal(0.0, 2.0, size=2)
+    cos, sin = np.cos(angle), np.sin(angle)
+    xt = (cos * xx - sin * (yy - BRAIN_CENTRE_Y_MM)) / scale[0] + shift[0]
+    yt = (sin * xx + cos * (yy - BRAIN_CENTRE_Y_MM)) / scale[1] + BRAIN_CENTRE_Y_MM + shift[1]
+    xt = xt + _smooth_field(rng, (h, w), (7, 6), spec.warp_mm)
+    yt = yt + _smooth_field(rng, (h, w), (7, 6), spec.warp_mm)
+    dz = _smooth_field(rng, (h, w), (4, 4), spec.warp_mm / 2)
+    return xt, yt, dz
+
+
 def make_subject(spec: PhantomSpec, index: int) -> dict[str, np.ndarray]:
     """Generate all slices of subject ``index``.
 
@@ -164,24 +185,7 @@ def make_subject(spec: PhantomSpec, index: int) -> dict[str, np.ndarray]:
     template = load_template()
     rng = np.random.default_rng(np.random.SeedSequence([spec.seed, index]))
     h, w, sp = spec.height, spec.width, spec.spacing
-
-    # Output grid in subject space (mm): rows run anterior -> posterior, columns left -> right.
-    y = BRAIN_CENTRE_Y_MM + (h / 2 - 0.5 - np.arange(h, dtype=np.float32)) * sp
-    x = (np.arange(w, dtype=np.float32) - w / 2 + 0.5) * sp
-    yy, xx = np.meshgrid(y, x, indexing="ij")
-
-    # Small affine: per-axis scale, in-plane rotation, shift.
-    scale = rng.normal(1.0, 0.05, size=2)
-    angle = np.deg2rad(rng.normal(0.0, 4.0))
-    shift = rng.normal(0.0, 2.0, size=2)
-    cos, sin = np.cos(angle), np.sin(angle)
-    xt = (cos * xx - sin * (yy - BRAIN_CENTRE_Y_MM)) / scale[0] + shift[0]
-    yt = (sin * xx + cos * (yy - BRAIN_CENTRE_Y_MM)) / scale[1] + BRAIN_CENTRE_Y_MM + shift[1]
-    # Smooth nonlinear deformation (mm), shared by both contrasts and all slices.
-    xt = xt + _smooth_field(rng, (h, w), (7, 6), spec.warp_mm)
-    yt = yt + _smooth_field(rng, (h, w), (7, 6), spec.warp_mm)
-    dz = _smooth_field(rng, (h, w), (4, 4), spec.warp_mm / 2)
-
+    xt, yt, dz = _subject_grid(rng, spec)
     jitter = {t: rng.normal(1.0, 0.04, size=3) for t in TISSUES}
     signals = tissue_signals(jitter)
     has_lesions = rng.random() < spec.lesion_fraction

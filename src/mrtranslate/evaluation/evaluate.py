@@ -34,9 +34,9 @@ from mrtranslate.evaluation.references import (
     reference_translation,
 )
 from mrtranslate.evaluation.summary import describe
-from mrtranslate.evaluation.translate import time_synthesis, translate_stack
 from mrtranslate.fileio import save_npy_atomic, write_json_atomic, write_text_atomic
-from mrtranslate.training.run import load_run
+from mrtranslate.inference.batches import time_synthesis, translate_stack
+from mrtranslate.runs import EvalSummary, LoadedRun, layout, load_run
 
 COLUMNS = [f"{m}{suffix}" for suffix in ("", "_mask") for m in MEASURES]
 
@@ -127,21 +127,9 @@ def _measure_references(
     return summaries, rows
 
 
-def evaluate_run(
-    run_dir: str | Path,
-    data_dir: str | Path | None = None,
-    batch_size: int = 16,
-    progress: bool = True,
-    device: str = "auto",
-) -> dict:
-    """Evaluate a finished run on the test split; returns the summary (also written to disk).
-
-    ``device``: where translation runs (``auto``: a GPU when available, else the CPU; see
-    :func:`mrtranslate.hardware.resolve_device`), in the precision :func:`load_run` chose.
-    """
-    run = load_run(run_dir, device=device)
-    device, precision = run.device, run.precision
-    data_dir = data_dir or run.record.get("data", {}).get("path")
+def _open_test_data(run: LoadedRun, run_dir, data_dir) -> tuple[Dataset, Path]:
+    """The data set to evaluate on (the run's own by default), checked against the run."""
+    data_dir = data_dir or run.record.data_path
     if not data_dir:
         raise UsageError(f"{run_dir} does not record its data set; pass --data")
     dataset = open_dataset(data_dir)
@@ -156,69 +144,92 @@ def evaluate_run(
             f"{data_dir} is not paired; evaluation compares each synthetic image "
             "with its ground truth and needs paired test images"
         )
+    return dataset, Path(data_dir)
+
+
+def _synthesis_timing(run: LoadedRun, images: torch.Tensor, direction, batch_size: int) -> dict:
+    """Median seconds per image at batch 1 and at ``batch_size``."""
+    common = {"device": run.device, "precision": run.precision}
+    return {
+        "seconds_per_image_batch1": time_synthesis(run.method, images, direction, 1, **common),
+        f"seconds_per_image_batch{batch_size}": time_synthesis(
+            run.method, images, direction, batch_size, repeats=2 * batch_size, **common
+        ),
+    }
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+    device: str = "auto",
+) -> EvalSummary:
+    """Evaluate a finished run on the test split; returns the summary (also written to disk).
+
+    ``device``: where translation runs (``auto``: a GPU when available, else the CPU; see
+    :func:`mrtranslate.hardware.resolve_device`), in the precision :func:`load_run` chose.
+    """
+    run = load_run(run_dir, device=device)
+    dataset, data_dir = _open_test_data(run, run_dir, data_dir)
     shape = run.model_image_shape
     tensors = test_tensors(dataset, shape)
-    eval_dir = Path(run_dir) / "eval"
     rows_by_direction, csv_rows, timing = {}, [], {}
     for direction in DIRECTIONS:
         src, dst = direction.source, direction.target
         fake = translate_stack(
-            run.method, tensors[src], direction, batch_size, device=device, precision=precision
+            run.method, tensors[src], direction, batch_size, run.device, run.precision
         )
         real01 = to_data_range(tensors[dst])[:, 0].numpy()
         fake01 = to_data_range(fake)[:, 0].numpy()
-        save_npy_atomic(eval_dir / f"synthetic_{direction}.npy", fake01.astype(np.float32))
+        save_npy_atomic(layout.synthetic_path(run_dir, direction), fake01.astype(np.float32))
         rows = measure_stack(real01, fake01, tensors["mask"], f"measures {direction}", progress)
         rows_by_direction[direction] = rows
         csv_rows += [
             {"direction": direction, "index": i, "subject": s, **r}
             for i, (s, r) in enumerate(zip(tensors["subjects"], rows))
         ]
-        timing[direction] = {
-            "seconds_per_image_batch1": time_synthesis(
-                run.method, tensors[src], direction, 1, device=device, precision=precision
-            ),
-            f"seconds_per_image_batch{batch_size}": time_synthesis(
-                run.method,
-                tensors[src],
-                direction,
-                batch_size,
-                repeats=2 * batch_size,
-                device=device,
-                precision=precision,
-            ),
-        }
+        timing[direction] = _synthesis_timing(run, tensors[src], direction, batch_size)
     references, ref_rows = evaluate_references(dataset, shape, tensors, progress)
-    summary = {
-        "model": run.config.model,
-        "display_name": run.record.get("display_name", run.config.model),
-        "profile": run.config.profile,
-        "data": str(Path(data_dir).resolve()),
-        "test_images": len(tensors["subjects"]),
-        "evaluation_shape": list(shape),
-        "measures": summarise(rows_by_direction),
-        "training": {
-            "mean_seconds_per_epoch": run.record.get("mean_seconds_per_epoch"),
-            "seconds_per_epoch": run.record.get("seconds_per_epoch"),
-            "images_per_epoch": run.record.get("images_per_epoch"),
-            "precision": run.record.get("precision", run.config.train.precision),
-            "device": run.record.get("device"),
+    summary = _summary(run, data_dir, tensors, rows_by_direction, timing, references)
+    _write_evaluation(run_dir, summary, csv_rows, ref_rows)
+    return summary
+
+
+def _summary(run: LoadedRun, data_dir: Path, tensors, rows_by_direction, timing, references):
+    record, shape = run.record, run.model_image_shape
+    return EvalSummary(
+        model=run.config.model,
+        display_name=record.display_name or run.config.model,
+        profile=run.config.profile,
+        data=str(data_dir.resolve()),
+        test_images=len(tensors["subjects"]),
+        evaluation_shape=list(shape),
+        measures=summarise(rows_by_direction),
+        training={
+            "mean_seconds_per_epoch": record.mean_seconds_per_epoch,
+            "seconds_per_epoch": record.seconds_per_epoch,
+            "images_per_epoch": record.images_per_epoch,
+            "precision": record.precision,
+            "device": record.device,
             "data_image_shape": list(run.data_image_shape),
         },
-        "synthesis": {
-            "device": str(device),
-            "precision": precision,
+        synthesis={
+            "device": str(run.device),
+            "precision": run.precision,
             "torch_threads": torch.get_num_threads(),
             **timing,
         },
-        "references": references,
-    }
+        references=references,
+    )
+
+
+def _write_evaluation(run_dir, summary: EvalSummary, rows: list[dict], ref_rows: list[dict]):
     write_text_atomic(
-        eval_dir / "metrics.csv", _csv_text(csv_rows, ["direction", "index", "subject", *COLUMNS])
+        layout.metrics_path(run_dir), _csv_text(rows, ["direction", "index", "subject", *COLUMNS])
     )
     write_text_atomic(
-        eval_dir / "references.csv",
+        layout.references_path(run_dir),
         _csv_text(ref_rows, ["reference", "direction", "subject", *COLUMNS]),
     )
-    write_json_atomic(eval_dir / "summary.json", summary)
-    return summary
+    write_json_atomic(layout.summary_path(run_dir), summary.to_dict())

@@ -45,15 +45,15 @@ class CycleGAN(Method):
     def __init__(
         self,
         *,
-        gen_width: int = 32,
-        gen_blocks: int = 9,
-        disc_width: int = 64,
-        cycle_weight: float = 10.0,
-        identity_weight: float = 0.0,
-        supervised_weight: float = 0.0,
-        pool_size: int = 50,
-        image_shape: tuple[int, int] = (304, 256),
-        name: str = "cyclegan",
+        gen_width: int,
+        gen_blocks: int,
+        disc_width: int,
+        cycle_weight: float,
+        identity_weight: float,
+        supervised_weight: float,
+        pool_size: int,
+        image_shape: tuple[int, int],
+        name: str,
     ):
         super().__init__()
         self.name = name

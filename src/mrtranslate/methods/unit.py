@@ -46,16 +46,16 @@ class Unit(Method):
     def __init__(
         self,
         *,
-        width: int = 64,
-        blocks: int = 3,
-        dropout: float = 0.0,
-        disc_width: int = 64,
-        scales: int = 3,
-        adv_weight: float = 10.0,
-        kl_weight: float = 0.1,
-        rec_weight: float = 100.0,
-        kl_cycle_weight: float = 0.1,
-        cycle_weight: float = 100.0,
+        width: int,
+        blocks: int,
+        dropout: float,
+        disc_width: int,
+        scales: int,
+        adv_weight: float,
+        kl_weight: float,
+        rec_weight: float,
+        kl_cycle_weight: float,
+        cycle_weight: float,
     ):
         super().__init__()
         self.name = "unit"

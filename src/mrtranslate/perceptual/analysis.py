@@ -73,57 +73,29 @@ def fleiss_kappa(table: np.ndarray) -> float:
     return 1.0 if p_e == 1 else float((p_bar - p_e) / (1 - p_e))
 
 
-def analyse(data: dict[str, list[dict]]) -> dict:
-    """Results from :func:`mrtranslate.perceptual.store.all_rows` output."""
-    truth = {img["id"]: img for img in data["images"]}
-    rows = [
-        {
-            **a,
-            "truth": truth[a["image_id"]]["truth"],
-            "contrast": truth[a["image_id"]]["contrast"],
-            "model": truth[a["image_id"]]["model"],
-        }
-        for a in data["answers"]
-    ]
-    result = {
-        "readers": len(data["readers"]),
-        "images": len(data["images"]),
-        "overall": _rates(rows),
-        "by_contrast": {},
-        "by_model": {},
-    }
-    for contrast in ("t1w", "t2w"):
-        result["by_contrast"][contrast] = _rates([r for r in rows if r["contrast"] == contrast])
-    models = sorted({img["model"] for img in data["images"] if img["model"]})
-    for model in models:
-        result["by_model"][model] = {}
+def _by_model(rows: list[dict], images: list[dict]) -> dict:
+    """Per model and contrast: how many synthetic images were labelled real."""
+    out: dict = {}
+    for model in sorted({img["model"] for img in images if img["model"]}):
+        out[model] = {}
         for contrast in ("t1w", "t2w", "all"):
             subset = [
                 r
                 for r in rows
                 if r["model"] == model and (contrast == "all" or r["contrast"] == contrast)
             ]
-            synthetic = len(subset)
             fooled = sum(r["label"] == "real" for r in subset)
-            result["by_model"][model][contrast] = {
-                "synthetic_shown": synthetic,
+            out[model][contrast] = {
+                "synthetic_shown": len(subset),
                 "labelled_real": fooled,
-                "fraction_labelled_real": fooled / synthetic if synthetic else math.nan,
-                "fraction_labelled_real_ci95": wilson(fooled, synthetic),
+                "fraction_labelled_real": fooled / len(subset) if subset else math.nan,
+                "fraction_labelled_real_ci95": wilson(fooled, len(subset)),
             }
-    by_reader: dict[int, dict[str, str]] = {}
-    for r in rows:
-        by_reader.setdefault(r["reader_id"], {})[r["image_id"]] = r["label"]
-    # Readers are identified by their id; names are labels only and may repeat.
-    names = {r["id"]: r["name"] for r in data["readers"]}
-    result["per_reader"] = [
-        {
-            "reader_id": rid,
-            "name": names[rid],
-            **_rates([r for r in rows if r["reader_id"] == rid]),
-        }
-        for rid in sorted(by_reader)
-    ]
+    return out
+
+
+def _agreement(by_reader: dict[int, dict[str, str]], names: dict[int, str]) -> dict:
+    """Cohen's kappa per pair of readers (by reader id) and Fleiss' kappa over all readers."""
     pairs = []
     for a, b in itertools.combinations(sorted(by_reader), 2):
         common = sorted(set(by_reader[a]) & set(by_reader[b]))
@@ -139,7 +111,7 @@ def analyse(data: dict[str, list[dict]]) -> dict:
                 ),
             }
         )
-    result["agreement"] = {"pairs": pairs}
+    result: dict = {"pairs": pairs}
     if len(by_reader) >= 2:
         everyone = set.intersection(*(set(v) for v in by_reader.values()))
         table = np.array(
@@ -148,6 +120,43 @@ def analyse(data: dict[str, list[dict]]) -> dict:
                 for i in sorted(everyone)
             ]
         )
-        result["agreement"]["fleiss_kappa"] = fleiss_kappa(table.reshape(-1, 2))
-        result["agreement"]["images_answered_by_all"] = len(everyone)
+        result["fleiss_kappa"] = fleiss_kappa(table.reshape(-1, 2))
+        result["images_answered_by_all"] = len(everyone)
     return result
+
+
+def analyse(data: dict[str, list[dict]]) -> dict:
+    """Results from :func:`mrtranslate.perceptual.store.all_rows` output.
+
+    Readers are identified by their id; names are labels only and may repeat.
+    """
+    truth = {img["id"]: img for img in data["images"]}
+    rows = [
+        {
+            **a,
+            "truth": truth[a["image_id"]]["truth"],
+            "contrast": truth[a["image_id"]]["contrast"],
+            "model": truth[a["image_id"]]["model"],
+        }
+        for a in data["answers"]
+    ]
+    by_reader: dict[int, dict[str, str]] = {}
+    for r in rows:
+        by_reader.setdefault(r["reader_id"], {})[r["image_id"]] = r["label"]
+    names = {r["id"]: r["name"] for r in data["readers"]}
+    return {
+        "readers": len(data["readers"]),
+        "images": len(data["images"]),
+        "overall": _rates(rows),
+        "by_contrast": {c: _rates([r for r in rows if r["contrast"] == c]) for c in ("t1w", "t2w")},
+        "by_model": _by_model(rows, data["images"]),
+        "per_reader": [
+            {
+                "reader_id": rid,
+                "name": names[rid],
+                **_rates([r for r in rows if r["reader_id"] == rid]),
+            }
+            for rid in sorted(by_reader)
+        ],
+        "agreement": _agreement(by_reader, names),
+    }

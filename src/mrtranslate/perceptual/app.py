@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
@@ -103,18 +104,41 @@ class Answer(BaseModel):
     label: str = Field(pattern=r"^(real|synthetic)$")
 
 
+@dataclass
+class _Study:
+    """What every route needs: the folder, the admin token and the images (bytes in memory)."""
+
+    folder: Path
+    admin_token: str
+    image_ids: list[str]
+    image_bytes: dict[str, bytes]
+
+    @classmethod
+    def open(cls, folder: Path) -> _Study:
+        conn = store.connect(folder)
+        try:
+            token = str(store.get_meta(conn, "admin_token"))
+            ids = [r["id"] for r in conn.execute("SELECT id FROM images ORDER BY id")]
+        finally:
+            conn.close()
+        # Served from memory: no disk-cache timing, and every file has the same length.
+        images = {i: (folder / "images" / f"{i}.png").read_bytes() for i in ids}
+        return cls(folder, token, ids, images)
+
+
+def _reader_or_404(conn, token: str):
+    row = store.reader_by_token(conn, token) if TOKEN_RE.match(token) else None
+    if row is None:
+        raise HTTPException(404, "unknown reader link")
+    return row
+
+
 def create_app(study_dir: str | Path) -> FastAPI:
-    study = Path(study_dir)
+    """The study server for the study folder ``study_dir``."""
+    study = _Study.open(Path(study_dir))
     app = FastAPI(
         title="mrtranslate perceptual study", docs_url=None, redoc_url=None, openapi_url=None
     )
-    conn0 = store.connect(study)
-    admin_token = store.get_meta(conn0, "admin_token")
-    image_ids = [r["id"] for r in conn0.execute("SELECT id FROM images ORDER BY id")]
-    conn0.close()
-    known_images = set(image_ids)
-    # Served from memory: no disk-cache timing, and every file has the same length.
-    image_bytes = {i: (study / "images" / f"{i}.png").read_bytes() for i in image_ids}
 
     @app.middleware("http")
     async def no_store_headers(request: Request, call_next):
@@ -134,16 +158,14 @@ def create_app(study_dir: str | Path) -> FastAPI:
         ]
         return JSONResponse({"detail": errors}, status_code=422)
 
-    def reader_or_404(conn, token: str):
-        row = store.reader_by_token(conn, token) if TOKEN_RE.match(token) else None
-        if row is None:
-            raise HTTPException(404, "unknown reader link")
-        return row
+    _reader_routes(app, study)
+    _admin_routes(app, study)
+    return app
 
-    def check_admin(request: Request) -> None:
-        given = request.query_params.get("token") or request.headers.get("x-admin-token") or ""
-        if not secrets.compare_digest(given.encode(), str(admin_token).encode()):
-            raise HTTPException(403, "admin token required")
+
+def _reader_routes(app: FastAPI, study: _Study) -> None:
+    """The welcome page, personal links, the next image, answers and the images."""
+    folder, known_images = study.folder, set(study.image_ids)
 
     @app.get("/", response_class=HTMLResponse)
     def welcome():
@@ -152,9 +174,9 @@ def create_app(study_dir: str | Path) -> FastAPI:
     @app.post("/api/readers")
     def new_reader(body: NewReader):
         token = secrets.token_hex(16)
-        order = list(image_ids)
+        order = list(study.image_ids)
         secrets.SystemRandom().shuffle(order)  # cryptographic: the order predicts nothing
-        conn = store.connect(study)
+        conn = store.connect(folder)
         try:
             store.add_reader(conn, body.name, token, order)
         finally:
@@ -163,18 +185,18 @@ def create_app(study_dir: str | Path) -> FastAPI:
 
     @app.get("/r/{token}", response_class=HTMLResponse)
     def reader_page(token: str):
-        conn = store.connect(study)
+        conn = store.connect(folder)
         try:
-            reader_or_404(conn, token)
+            _reader_or_404(conn, token)
         finally:
             conn.close()
         return pages.reader(token)
 
     @app.get("/api/r/{token}/next")
     def next_image(token: str):
-        conn = store.connect(study)
+        conn = store.connect(folder)
         try:
-            reader = reader_or_404(conn, token)
+            reader = _reader_or_404(conn, token)
             order = json.loads(reader["image_order"])
             done = store.answered_ids(conn, reader["id"])
         finally:
@@ -194,9 +216,9 @@ def create_app(study_dir: str | Path) -> FastAPI:
     def answer(token: str, body: Answer):
         if body.image_id not in known_images:
             raise HTTPException(404, "unknown image")
-        conn = store.connect(study)
+        conn = store.connect(folder)
         try:
-            reader = reader_or_404(conn, token)
+            reader = _reader_or_404(conn, token)
             order = json.loads(reader["image_order"])
             stored = store.add_answer(
                 conn, reader["id"], body.image_id, body.label, order.index(body.image_id) + 1
@@ -208,31 +230,47 @@ def create_app(study_dir: str | Path) -> FastAPI:
             raise HTTPException(409, "this image was already answered; answers cannot change")
         return {"stored": True, "answered": answered, "total": len(order)}
 
+    _image_route(app, study)
+
+
+def _image_route(app: FastAPI, study: _Study) -> None:
+    """Every image has the same length and headers, and is served from memory."""
+    known_images = set(study.image_ids)
+
     @app.get("/img/{name}")
     def image(name: str):
         image_id = name.removesuffix(".png")
         if not name.endswith(".png") or image_id not in known_images:
             raise HTTPException(404, "unknown image")
-        return Response(image_bytes[image_id], media_type="image/png")
+        return Response(study.image_bytes[image_id], media_type="image/png")
+
+
+def _check_admin(request: Request, study: _Study) -> None:
+    given = request.query_params.get("token") or request.headers.get("x-admin-token") or ""
+    if not secrets.compare_digest(given.encode(), study.admin_token.encode()):
+        raise HTTPException(403, "admin token required")
+
+
+def _admin_routes(app: FastAPI, study: _Study) -> None:
+    """Results for the holder of the admin token: HTML, JSON and CSV."""
+    folder = study.folder
 
     @app.get("/admin", response_class=HTMLResponse)
     def admin(request: Request):
-        check_admin(request)
+        _check_admin(request, study)
         token = request.query_params.get("token") or ""
         return results_html(
-            analyse(store.all_rows(study)),
+            analyse(store.all_rows(folder)),
             csv_link=f"/admin/results.csv?token={token}",
             json_link=f"/admin/results.json?token={token}",
         )
 
     @app.get("/admin/results.json")
     def results_json(request: Request):
-        check_admin(request)
-        return Response(to_json(analyse(store.all_rows(study))), media_type="application/json")
+        _check_admin(request, study)
+        return Response(to_json(analyse(store.all_rows(folder))), media_type="application/json")
 
     @app.get("/admin/results.csv")
     def results_csv(request: Request):
-        check_admin(request)
-        return Response(store.answers_csv(study), media_type="text/csv")
-
-    return app
+        _check_admin(request, study)
+        return Response(store.answers_csv(folder), media_type="text/csv")

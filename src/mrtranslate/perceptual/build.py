@@ -17,7 +17,6 @@ stored in a random order. The truth is stored only in ``study.sqlite``.
 from __future__ import annotations
 
 import io
-import json
 import random
 import secrets
 from pathlib import Path
@@ -33,6 +32,7 @@ from mrtranslate.directions import Direction
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import atomic_directory, write_json_atomic
 from mrtranslate.perceptual import store
+from mrtranslate.runs import layout, load_evaluation
 
 DISPLAY_HEIGHT = 320
 
@@ -60,14 +60,9 @@ def render(image01: np.ndarray, height: int = DISPLAY_HEIGHT) -> Image.Image:
 def _load_runs(runs: list[Path]) -> list[dict]:
     loaded = []
     for run in runs:
-        summary_path = run / "eval" / "summary.json"
-        if not summary_path.is_file():
-            raise UsageError(
-                f"{run} has not been evaluated; run 'mrtranslate evaluate --run {run}' first"
-            )
-        summary = json.loads(summary_path.read_text())
-        loaded.append({"dir": run, "name": summary["display_name"], "summary": summary})
-    shapes = {tuple(r["summary"]["evaluation_shape"]) for r in loaded}
+        summary = load_evaluation(run)
+        loaded.append({"dir": run, "name": summary.display_name, "summary": summary})
+    shapes = {tuple(r["summary"].evaluation_shape) for r in loaded}
     if len(shapes) != 1:
         raise UsageError("the runs were evaluated at different image sizes")
     return loaded
@@ -75,6 +70,49 @@ def _load_runs(runs: list[Path]) -> list[dict]:
 
 def _split_counts(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def _select(run_info: list[dict], n_test: int, n_real: int, n_synthetic: int, seed: int):
+    """(truth, contrast, run, test index) per image: balanced, each from another subject while
+    the test split allows it, chosen by ``seed``; returned in a cryptographically random order."""
+    order = list(range(n_test))
+    random.Random(seed).shuffle(order)
+    picks = iter(order * (1 + (n_real + n_synthetic) // max(1, n_test)))
+    entries = []
+    for contrast in ("t1w", "t2w"):
+        entries += [("real", contrast, None, next(picks)) for _ in range(n_real // 2)]
+        for r, count in zip(run_info, _split_counts(n_synthetic // 2, len(run_info))):
+            entries += [("synthetic", contrast, r, next(picks)) for _ in range(count)]
+    secrets.SystemRandom().shuffle(entries)  # nothing on disk follows the truth-sorted order
+    return entries
+
+
+def _write_images(folder: Path, entries, split, shape: tuple[int, int]) -> list[dict]:
+    """Render every image identically under a secret id; returns the database rows."""
+    real = {c: to_data_range(load_images(split, c, shape))[:, 0].numpy() for c in ("t1w", "t2w")}
+    # Zero outside the brain for every image: a synthetic image's faint background would
+    # otherwise tell it apart from the skull-stripped real ones by pixel values alone.
+    masks = load_masks(split, shape)[:, 0].numpy()
+    images = []
+    for truth, contrast, run, index in entries:
+        if truth == "real":
+            pixels = real[contrast][index]
+        else:
+            path = layout.synthetic_path(run["dir"], Direction.producing(contrast))
+            pixels = np.load(path, mmap_mode="r")[index]
+        image_id = secrets.token_hex(16)
+        pixels = np.asarray(pixels, dtype=np.float32) * masks[index]
+        (folder / f"{image_id}.png").write_bytes(encode_png(render(pixels)))
+        images.append(
+            {
+                "id": image_id,
+                "truth": truth,
+                "contrast": contrast,
+                "model": run["name"] if run else None,
+                "subject": str(split.subjects[index]),
+            }
+        )
+    return images
 
 
 def build_study(
@@ -91,72 +129,37 @@ def build_study(
         raise UsageError("--real and --synthetic must be even numbers >= 2 (half T1w, half T2w)")
     dataset = open_dataset(data)
     run_info = _load_runs([Path(r) for r in runs])
-    shape = tuple(run_info[0]["summary"]["evaluation_shape"])
+    shape = tuple(run_info[0]["summary"].evaluation_shape)
     split = dataset.split("test")
-    n_test = len(split)
     for r in run_info:
-        if r["summary"]["test_images"] != n_test:
+        if r["summary"].test_images != len(split):
             raise UsageError(
-                f"{r['dir']} was evaluated on {r['summary']['test_images']} test "
-                f"images, but {data} has {n_test}"
+                f"{r['dir']} was evaluated on {r['summary'].test_images} test "
+                f"images, but {data} has {len(split)}"
             )
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UsageError(f"study folder {out} exists and is not empty (use --overwrite)")
-    rng = random.Random(seed)
-    order = list(range(n_test))
-    rng.shuffle(order)
-    picks = iter(order * (1 + (n_real + n_synthetic) // max(1, n_test)))
-    entries = []  # (truth, contrast, model, test index)
-    for contrast in ("t1w", "t2w"):
-        entries += [("real", contrast, None, next(picks)) for _ in range(n_real // 2)]
-        for r, count in zip(run_info, _split_counts(n_synthetic // 2, len(run_info))):
-            entries += [("synthetic", contrast, r, next(picks)) for _ in range(count)]
-    real = {c: to_data_range(load_images(split, c, shape))[:, 0].numpy() for c in ("t1w", "t2w")}
-    # Zero outside the brain for every image: a synthetic image's faint background would
-    # otherwise tell it apart from the skull-stripped real ones by pixel values alone.
-    masks = load_masks(split, shape)[:, 0].numpy()
-    secrets.SystemRandom().shuffle(entries)  # nothing on disk follows the truth-sorted order
-    images = []
+    entries = _select(run_info, len(split), n_real, n_synthetic, seed)
+    models = [r["name"] for r in run_info]
     with atomic_directory(out, overwrite) as tmp:
         (tmp / "images").mkdir()
-        for truth, contrast, run, index in entries:
-            if truth == "real":
-                pixels = real[contrast][index]
-            else:
-                path = run["dir"] / "eval" / f"synthetic_{Direction.producing(contrast)}.npy"
-                pixels = np.load(path, mmap_mode="r")[index]
-            image_id = secrets.token_hex(16)
-            pixels = np.asarray(pixels, dtype=np.float32) * masks[index]
-            (tmp / "images" / f"{image_id}.png").write_bytes(encode_png(render(pixels)))
-            images.append(
-                {
-                    "id": image_id,
-                    "truth": truth,
-                    "contrast": contrast,
-                    "model": run["name"] if run else None,
-                    "subject": str(split.subjects[index]),
-                }
-            )
-        admin_token = secrets.token_hex(16)
-        store.create(
-            tmp,
-            images,
-            {
-                "admin_token": admin_token,
-                "seed": seed,
-                "data": str(Path(data).resolve()),
-                "runs": [str(r["dir"].resolve()) for r in run_info],
-                "models": [r["name"] for r in run_info],
-            },
-        )
+        images = _write_images(tmp / "images", entries, split, shape)
+        meta = {
+            "admin_token": secrets.token_hex(16),
+            "seed": seed,
+            "data": str(Path(data).resolve()),
+            "runs": [str(r["dir"].resolve()) for r in run_info],
+            "models": models,
+        }
+        store.create(tmp, images, meta)
         write_json_atomic(
             tmp / "study.json",
             {
                 "images": len(images),
                 "real": n_real,
                 "synthetic": n_synthetic,
-                "models": [r["name"] for r in run_info],
+                "models": models,
                 "seed": seed,
                 "display": f"{DISPLAY_HEIGHT} px high, 8-bit grey uncompressed PNG (one byte "
                 "length for all), data range [0, 1] -> 0-255",

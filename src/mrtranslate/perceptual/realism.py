@@ -12,7 +12,6 @@ over images, divided by the same for the real images (1 = as detailed as real, <
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from mrtranslate.errors import UsageError
 from mrtranslate.fileio import write_json_atomic
 from mrtranslate.hardware import resolve_device
 from mrtranslate.perceptual.analysis import wilson
+from mrtranslate.runs import layout, load_evaluation
 
 SOURCE = {c: Direction.producing(c) for c in ("t1w", "t2w")}
 
@@ -142,16 +142,11 @@ def run_realism(
     result: dict = {"method": __doc__.strip().splitlines()[0], "models": {}}
     real_cache: dict = {}
     for run in map(Path, runs):
-        summary_path = run / "eval" / "summary.json"
-        if not summary_path.is_file():
-            raise UsageError(
-                f"{run} has not been evaluated; run 'mrtranslate evaluate --run {run}' first"
-            )
-        summary = json.loads(summary_path.read_text())
-        shape = tuple(summary["evaluation_shape"])
-        if summary["test_images"] != len(split):
+        summary = load_evaluation(run)
+        shape = tuple(summary.evaluation_shape)
+        if summary.test_images != len(split):
             raise UsageError(f"{run} was evaluated on other test data than {data}")
-        name = summary["display_name"]
+        name = summary.display_name
         result["models"][name] = {}
         for contrast, direction in SOURCE.items():
             if progress:
@@ -164,7 +159,7 @@ def run_realism(
             if key not in real_cache:
                 real_cache[key] = load_images(split, contrast, shape)
             real = real_cache[key]
-            synthetic01 = np.load(run / "eval" / f"synthetic_{direction}.npy")
+            synthetic01 = np.load(layout.synthetic_path(run, direction))
             synthetic = torch.from_numpy(synthetic01[:, None] * 2 - 1).float()
             real01 = to_data_range(real)[:, 0].numpy()
             entry = observer_accuracy(real, synthetic, folds, epochs, seed, device)

@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 from mrtranslate.directions import DIRECTIONS, Direction  # noqa: E402
 from mrtranslate.evaluation.metrics import relative_error, zscore  # noqa: E402
 from mrtranslate.reporting.tables import LABELS  # noqa: E402
+from mrtranslate.runs import EvalSummary  # noqa: E402
 
 DIRECTION_LABELS = {
     Direction.T1_TO_T2: "synthetic T2w (from T1w)",
@@ -25,16 +26,16 @@ COLORS = {Direction.T1_TO_T2: "#1f77b4", Direction.T2_TO_T1: "#ff7f0e"}
 
 
 def figure_bars(
-    summaries: list[dict], measures=("mae", "psnr", "mi", "ssim"), variant: str = ""
+    summaries: list[EvalSummary], measures=("mae", "psnr", "mi", "ssim"), variant: str = ""
 ) -> plt.Figure:
     """Bars of the mean per model and direction, error bars = 95% confidence interval."""
-    names = [s["display_name"] for s in summaries]
+    names = [s.display_name for s in summaries]
     fig, axes = plt.subplots(1, len(measures), figsize=(3.6 * len(measures), 3.6))
     x = np.arange(len(names))
     width = 0.38
     for ax, key in zip(np.atleast_1d(axes), measures):
         for k, direction in enumerate(DIRECTIONS):
-            stats = [s["measures"][direction][key + variant] for s in summaries]
+            stats = [s.measures[direction][key + variant] for s in summaries]
             means = np.array([_num(st["mean"]) for st in stats])
             low = means - np.array([_num(st["ci95"][0]) for st in stats])
             high = np.array([_num(st["ci95"][1]) for st in stats]) - means

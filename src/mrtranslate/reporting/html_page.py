@@ -11,6 +11,7 @@ from mrtranslate import __version__
 from mrtranslate.directions import Direction
 from mrtranslate.evaluation import metrics
 from mrtranslate.reporting.tables import LABELS
+from mrtranslate.runs import EvalSummary, layout
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -55,15 +56,15 @@ def _summary_table(rows: list[dict]) -> str:
     return _table(headers, body)
 
 
-def _timing_table(summaries: list[dict]) -> str:
+def _timing_table(summaries: list[EvalSummary]) -> str:
     rows = []
     for s in summaries:
-        t = s["training"]
-        syn = s["synthesis"][Direction.T1_TO_T2]
+        t = s.training
+        syn = s.synthesis[Direction.T1_TO_T2]
         batched = [k for k in syn if k != "seconds_per_image_batch1"]
         rows.append(
             [
-                escape(s["display_name"]),
+                escape(s.display_name),
                 _num(t.get("mean_seconds_per_epoch")),
                 str(t.get("images_per_epoch")),
                 escape(str(t.get("precision"))),
@@ -120,7 +121,7 @@ def _stats_table(stats: list[dict], variant: str) -> str:
 def _settings(runs: list[Path]) -> str:
     parts = []
     for run in runs:
-        cfg_path = run / "config.json"
+        cfg_path = layout.config_path(run)
         cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
         parts.append(
             f"<details><summary>{escape(run.name)}: {escape(str(cfg.get('model')))}, "
@@ -177,10 +178,10 @@ def _extra_html(extra: dict) -> list[str]:
     return parts
 
 
-def _resolution_note(summary: dict) -> str:
+def _resolution_note(summary: EvalSummary) -> str:
     """The working resolution, stated prominently: the synthetic images are no sharper."""
-    h, w = summary["evaluation_shape"]
-    data_shape = summary.get("training", {}).get("data_image_shape")
+    h, w = summary.evaluation_shape
+    data_shape = summary.training.get("data_image_shape")
     if not data_shape:
         return f"<p class=note><b>Working resolution: {h}x{w} pixels.</b></p>"
     factor = max(d / m for d, m in zip(data_shape, (h, w)))
@@ -194,7 +195,7 @@ def _resolution_note(summary: dict) -> str:
 
 
 def render_page(
-    summaries: list[dict],
+    summaries: list[EvalSummary],
     runs: list[Path],
     images: dict[str, str],
     tables: dict[str, list[dict]],
@@ -202,17 +203,17 @@ def render_page(
     extra: dict | None = None,
 ) -> str:
     first = summaries[0]
-    shape = "x".join(str(v) for v in first["evaluation_shape"])
-    models = ", ".join(s["display_name"] for s in summaries)
+    shape = "x".join(str(v) for v in first.evaluation_shape)
+    models = ", ".join(s.display_name for s in summaries)
     sections = [
         f"<h1>mrtranslate report</h1><p class=small>mrtranslate {__version__}; runs: "
         f"{escape(', '.join(str(r) for r in runs))}</p>",
         "<h2>Data and settings</h2>",
         _resolution_note(first),
-        f"<p>Data set: <code>{escape(first['data'])}</code>; {first['test_images']} test images "
+        f"<p>Data set: <code>{escape(first.data)}</code>; {first.test_images} test images "
         f"per contrast, compared at {shape} pixels (the runs' working resolution). Models: "
-        f"{escape(models)}; profile {escape(str(first['profile']))}; training precision "
-        f"{escape(', '.join(sorted({str(s['training'].get('precision')) for s in summaries})))}."
+        f"{escape(models)}; profile {escape(str(first.profile))}; training precision "
+        f"{escape(', '.join(sorted({str(s.training.get('precision')) for s in summaries})))}."
         "</p>",
         _settings(runs),
         "<h2>Figure 1: error measures</h2><p>Mean per model and direction over the test images, "

@@ -20,40 +20,28 @@ from mrtranslate.reporting import figures
 from mrtranslate.reporting.html_page import render_page
 from mrtranslate.reporting.statistics import pairwise_tests
 from mrtranslate.reporting.tables import summary_markdown, summary_rows
+from mrtranslate.runs import EvalSummary, layout, load_evaluation, load_metric_rows
 
 
-def load_evaluation(run_dir: Path) -> tuple[dict, list[dict]]:
-    """A run's ``eval/summary.json`` and per-image rows of ``eval/metrics.csv``."""
-    summary_path = run_dir / "eval" / "summary.json"
-    if not summary_path.is_file():
-        raise UsageError(
-            f"{run_dir} has not been evaluated; run 'mrtranslate evaluate --run {run_dir}' first"
-        )
-    summary = json.loads(summary_path.read_text())
-    with open(run_dir / "eval" / "metrics.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return summary, rows
-
-
-def _check_comparable(summaries: list[dict], runs: list[Path]) -> None:
+def _check_comparable(summaries: list[EvalSummary], runs: list[Path]) -> None:
     first = summaries[0]
     for summary, run in zip(summaries[1:], runs[1:]):
         for key in ("data", "evaluation_shape", "test_images"):
-            if summary[key] != first[key]:
+            if getattr(summary, key) != getattr(first, key):
                 raise UsageError(
-                    f"{run} was evaluated with {key} {summary[key]}, but {runs[0]} "
-                    f"with {first[key]}; a report compares runs on the same data"
+                    f"{run} was evaluated with {key} {getattr(summary, key)}, but {runs[0]} "
+                    f"with {getattr(first, key)}; a report compares runs on the same data"
                 )
 
 
-def _statistics(summaries: list[dict], rows: list[list[dict]]) -> list[dict]:
+def _statistics(summaries: list[EvalSummary], rows: list[list[dict]]) -> list[dict]:
     out = []
     for direction in DIRECTIONS:
         for variant in ("", "_mask"):
             for measure in MEASURES:
                 key = measure + variant
                 values = {
-                    s["display_name"]: np.array(
+                    s.display_name: np.array(
                         [float(r[key]) for r in run_rows if r["direction"] == direction]
                     )
                     for s, run_rows in zip(summaries, rows)
@@ -88,9 +76,9 @@ def _csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def _example_images(summaries: list[dict], runs: list[Path], index: int) -> tuple:
-    dataset = open_dataset(summaries[0]["data"])
-    shape = tuple(summaries[0]["evaluation_shape"])
+def _example_images(summaries: list[EvalSummary], runs: list[Path], index: int) -> tuple:
+    dataset = open_dataset(summaries[0].data)
+    shape = tuple(summaries[0].evaluation_shape)
     split = dataset.split("test")
     if not 0 <= index < len(split):
         raise UsageError(f"--subject-index must be in [0, {len(split) - 1}], got {index}")
@@ -99,9 +87,8 @@ def _example_images(summaries: list[dict], runs: list[Path], index: int) -> tupl
     real_t2 = to_data_range(load_images(split, "t2w", shape, pick))[0, 0].numpy()
     synthetic = {}
     for summary, run in zip(summaries, runs):
-        synthetic[summary["display_name"]] = {
-            d: np.load(run / "eval" / f"synthetic_{d}.npy", mmap_mode="r")[index]
-            for d in DIRECTIONS
+        synthetic[summary.display_name] = {
+            d: np.load(layout.synthetic_path(run, d), mmap_mode="r")[index] for d in DIRECTIONS
         }
     return real_t1, real_t2, synthetic, str(split.subjects[index])
 
@@ -141,8 +128,8 @@ def build_report(
     for run in runs:
         if not run.is_dir():
             raise UsageError(f"run folder not found: {run}")
-    loaded = [load_evaluation(r) for r in runs]
-    summaries = [s for s, _ in loaded]
+    summaries = [load_evaluation(r) for r in runs]
+    metric_rows = [load_metric_rows(r) for r in runs]
     _check_comparable(summaries, runs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -160,7 +147,7 @@ def build_report(
     tables = {
         "summary": summary_rows(summaries),
         "summary_mask": summary_rows(summaries, variant="_mask"),
-        "statistics": _statistics(summaries, [rows for _, rows in loaded]),
+        "statistics": _statistics(summaries, metric_rows),
     }
     for name, rows in tables.items():
         write_text_atomic(out / f"{name}.csv", _csv(rows))
@@ -177,7 +164,7 @@ def build_report(
         out / "report.json",
         {
             "runs": [str(r) for r in runs],
-            "summaries": summaries,
+            "summaries": [s.to_dict() for s in summaries],
             "statistics": tables["statistics"],
         },
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from mrtranslate.runs import EvalSummary
+
 LABELS = {"mae": "MAE", "psnr": "PSNR (dB)", "mi": "MI (nats)", "ssim": "SSIM"}
 REFERENCE_NAMES = {"copy": "copy input (reference)", "histmatch": "histogram matching (reference)"}
 
@@ -16,14 +18,13 @@ def _fmt(stat: dict) -> str:
 
 
 def summary_rows(
-    summaries: list[dict], include_references: bool = True, variant: str = ""
+    summaries: list[EvalSummary], include_references: bool = True, variant: str = ""
 ) -> list[dict]:
     """One row per (model or reference, direction): mean, std, median, CI of each measure."""
-    entries = [(s["display_name"], s["measures"]) for s in summaries]
+    entries = [(s.display_name, s.measures) for s in summaries]
     if include_references and summaries:
         entries += [
-            (REFERENCE_NAMES[name], measures)
-            for name, measures in summaries[0]["references"].items()
+            (REFERENCE_NAMES[name], measures) for name, measures in summaries[0].references.items()
         ]
     rows = []
     for name, measures in entries:
@@ -43,15 +44,15 @@ def summary_rows(
     return rows
 
 
-def summary_markdown(summaries: list[dict], variant: str = "") -> str:
+def summary_markdown(summaries: list[EvalSummary], variant: str = "") -> str:
     """Markdown table: model x direction with mean ± std of MAE, PSNR, MI, SSIM."""
     lines = [
         "| model | direction | " + " | ".join(LABELS.values()) + " | n |",
         "|---|---|" + "---|" * (len(LABELS) + 1),
     ]
-    entries = [(s["display_name"], s["measures"]) for s in summaries]
+    entries = [(s.display_name, s.measures) for s in summaries]
     if summaries:
-        entries += [(REFERENCE_NAMES[k], v) for k, v in summaries[0]["references"].items()]
+        entries += [(REFERENCE_NAMES[k], v) for k, v in summaries[0].references.items()]
     for name, measures in entries:
         for direction, stats in measures.items():
             cells = [_fmt(stats[key + variant]) for key in LABELS]

@@ -23,7 +23,7 @@ from mrtranslate.directions import Direction
 from mrtranslate.errors import TrainingError
 from mrtranslate.hardware import autocast, resolve_precision
 from mrtranslate.methods.base import Method
-from mrtranslate.training.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from mrtranslate.runs import layout, save_checkpoint
 from mrtranslate.training.distributed import DistInfo, average_gradients
 from mrtranslate.training.seed import epoch_order, step_seed
 
@@ -148,7 +148,7 @@ class Trainer:
     def save(self, extra: dict) -> None:
         if self.dist.is_main:
             save_checkpoint(
-                self.run_dir / CHECKPOINT_NAME,
+                layout.checkpoint_path(self.run_dir),
                 {**extra, **self.state_dict(), "finished": self.finished},
             )
 

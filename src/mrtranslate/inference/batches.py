@@ -1,4 +1,7 @@
-"""Batched, deterministic translation of image stacks with a trained method, plus timing."""
+"""Batched, deterministic translation of image stacks with a trained method, plus timing.
+
+Images are (N, 1, h, w) float32 tensors in [-1, 1] (the model range).
+"""
 
 from __future__ import annotations
 

@@ -18,7 +18,6 @@ from mrtranslate.fileio import atomic_write
 
 FORMAT = "mrtranslate-checkpoint"
 VERSION = 1
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

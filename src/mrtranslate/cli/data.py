@@ -1,42 +1,25 @@
-"""The ``mrtranslate`` command line: argument parsing and dispatch to the library.
-
-Every usage or input error is reported as one line on stderr with exit code 2, never a traceback.
-"""
+"""``mrtranslate data``: build the phantom, import real data, export, inspect and preview."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
 
-from mrtranslate import __version__, cli_eval, cli_models, cli_perceptual
-from mrtranslate.errors import TrainingError, UsageError
+from mrtranslate.cli.parser import image_size, subcommands
+from mrtranslate.errors import UsageError
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line and exit code 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message} (see '{self.prog} --help')")
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 304x256, got {text!r}") from None
-    return h, w
-
-
-def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser(
         "data",
         help="build, inspect and preview data sets",
         description="Build, inspect and preview data sets.",
     )
-    dsub = data.add_subparsers(
-        dest="data_command", metavar="COMMAND", required=True, parser_class=_Parser
-    )
+    dsub = subcommands(data, "data_command")
+    for add in (_add_phantom, _add_import, _add_export, _add_info, _add_preview):
+        add(dsub)
+
+
+def _add_phantom(dsub: argparse._SubParsersAction) -> None:
     ph = dsub.add_parser(
         "phantom",
         help="build the built-in multi-contrast brain phantom cohort",
@@ -58,7 +41,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     )
     ph.add_argument(
         "--size",
-        type=_size,
+        type=image_size,
         default=(304, 256),
         help="image size HxW, divisible by 4 (default 304x256)",
     )
@@ -73,7 +56,10 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     ph.add_argument("--overwrite", action="store_true", help="replace an existing data set")
     ph.add_argument("--workers", type=int, default=None, help="worker processes (default 2)")
     ph.add_argument("--quiet", action="store_true", help="no progress bar")
+    ph.set_defaults(func=_run_phantom)
 
+
+def _add_import(dsub: argparse._SubParsersAction) -> None:
     imp = dsub.add_parser(
         "import",
         help="import HCP, BIDS, NIfTI-pair or PNG/TIFF-folder data",
@@ -94,7 +80,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("--axis", type=int, default=2, help="slicing axis in RAS+ (2 = axial)")
     imp.add_argument(
         "--size",
-        type=_size,
+        type=image_size,
         help="image size HxW, divisible by 4 "
         "(default: 304x256 for hcp, the slice size rounded up to 4 otherwise)",
     )
@@ -119,7 +105,10 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("--seed", type=int, default=0, help="seed of the random split")
     imp.add_argument("--overwrite", action="store_true", help="replace an existing data set")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    imp.set_defaults(func=_run_import)
 
+
+def _add_export(dsub: argparse._SubParsersAction) -> None:
     export = dsub.add_parser(
         "export-png",
         help="write a data set as 16-bit PNG folders",
@@ -130,7 +119,10 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--out", required=True, help="output folder")
     export.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     export.add_argument("--quiet", action="store_true", help="no progress bar")
+    export.set_defaults(func=_run_export)
 
+
+def _add_info(dsub: argparse._SubParsersAction) -> None:
     info = dsub.add_parser(
         "info",
         help="print a data set's description as JSON",
@@ -138,7 +130,10 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
         "pairing, source and seed of a data set as JSON.",
     )
     info.add_argument("dir", help="data-set folder")
+    info.set_defaults(func=_run_info)
 
+
+def _add_preview(dsub: argparse._SubParsersAction) -> None:
     pv = dsub.add_parser(
         "preview",
         help="save a picture of T1w/T2w pairs with their masks",
@@ -148,59 +143,65 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     pv.add_argument("--out", required=True, help="output image (.png or .svg)")
     pv.add_argument("--split", choices=("train", "test"), default="train")
     pv.add_argument("--count", type=int, default=4, help="number of subjects shown (default 4)")
+    pv.set_defaults(func=_run_preview)
 
 
-def _run_data(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _run_phantom(args: argparse.Namespace) -> int:
+    from mrtranslate.data.build import build_phantom
+    from mrtranslate.data.phantom import PhantomSpec
 
+    spec = PhantomSpec(
+        subjects=args.subjects,
+        test_subjects=args.test_subjects,
+        slices_per_subject=args.slices_per_subject,
+        height=args.size[0],
+        width=args.size[1],
+        spacing=args.spacing,
+        lesion_fraction=args.lesion_fraction,
+        seed=args.seed,
+    )
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be positive, got {args.workers}")
+    out = build_phantom(
+        spec, args.out, overwrite=args.overwrite, workers=args.workers, progress=not args.quiet
+    )
+    print(f"phantom data set written to {out}")
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from mrtranslate.data.dataset import open_dataset
+    from mrtranslate.data.folders import export_png
+
+    dataset = open_dataset(args.dir)
+    out = export_png(dataset, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"16-bit PNG folders written to {out}")
+    return 0
+
+
+def _run_info(args: argparse.Namespace) -> int:
     from mrtranslate.data.dataset import open_dataset
     from mrtranslate.fileio import to_json
 
-    if args.data_command == "phantom":
-        from mrtranslate.data.build import build_phantom
-        from mrtranslate.data.phantom import PhantomSpec
+    print(to_json(open_dataset(args.dir).info()))
+    return 0
 
-        spec = PhantomSpec(
-            subjects=args.subjects,
-            test_subjects=args.test_subjects,
-            slices_per_subject=args.slices_per_subject,
-            height=args.size[0],
-            width=args.size[1],
-            spacing=args.spacing,
-            lesion_fraction=args.lesion_fraction,
-            seed=args.seed,
-        )
-        if args.workers is not None and args.workers < 1:
-            raise UsageError(f"--workers must be positive, got {args.workers}")
-        out = build_phantom(
-            spec, args.out, overwrite=args.overwrite, workers=args.workers, progress=not args.quiet
-        )
-        print(f"phantom data set written to {out}")
-        return 0
-    if args.data_command == "import":
-        return _run_import(args)
+
+def _run_preview(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mrtranslate.data.dataset import open_dataset
+    from mrtranslate.data.preview import save_preview
+
     dataset = open_dataset(args.dir)
-    if args.data_command == "export-png":
-        from mrtranslate.data.folders import export_png
-
-        out = export_png(dataset, args.out, overwrite=args.overwrite, progress=not args.quiet)
-        print(f"16-bit PNG folders written to {out}")
-        return 0
-    if args.data_command == "info":
-        print(to_json(dataset.info()))
-        return 0
-    if args.data_command == "preview":
-        from mrtranslate.data.preview import save_preview
-
-        out = Path(args.out)
-        if out.suffix.lower() not in (".png", ".svg"):
-            raise UsageError(f"--out must end in .png or .svg, got {out}")
-        if args.count < 1:
-            raise UsageError(f"--count must be positive, got {args.count}")
-        save_preview(dataset, out, split=args.split, count=args.count)
-        print(f"preview written to {out}")
-        return 0
-    raise UsageError(f"unknown data command {args.data_command}")
+    out = Path(args.out)
+    if out.suffix.lower() not in (".png", ".svg"):
+        raise UsageError(f"--out must end in .png or .svg, got {out}")
+    if args.count < 1:
+        raise UsageError(f"--count must be positive, got {args.count}")
+    save_preview(dataset, out, split=args.split, count=args.count)
+    print(f"preview written to {out}")
+    return 0
 
 
 def _run_import(args: argparse.Namespace) -> int:
@@ -242,83 +243,3 @@ def _run_import(args: argparse.Namespace) -> int:
         )
     print(f"data set written to {out}")
     return 0
-
-
-COMMANDS = {
-    "data": _run_data,
-    "models": cli_models.run_models,
-    "train": cli_models.run_train,
-    "evaluate": cli_eval.run_evaluate,
-    "report": cli_eval.run_report,
-    "study": cli_eval.run_study,
-    "bench": cli_models.run_bench,
-    "translate": cli_eval.run_translate,
-    "perceptual": cli_perceptual.run_perceptual,
-    "realism": cli_perceptual.run_realism,
-}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="mrtranslate",
-        description="Translate brain MR images between T1w and T2w with GANs, and "
-        "evaluate the translations (MAE, PSNR, MI, SSIM, figures, reports).",
-    )
-    parser.add_argument("--version", action="version", version=f"mrtranslate {__version__}")
-    sub = parser.add_subparsers(
-        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
-    )
-    _add_data_commands(sub)
-    for register in _EXTRA_COMMANDS:
-        register(sub)
-    return parser
-
-
-_EXTRA_COMMANDS: list = [
-    cli_models.register,
-    cli_eval.register,
-    cli_eval.register_translate,
-    cli_models.register_bench,
-    cli_perceptual.register,
-]
-
-
-def _exit_distributed_worker(code: int) -> int:
-    """End a torchrun worker without interpreter teardown.
-
-    With gloo, a worker whose process group was already destroyed sometimes aborts in C++
-    ("terminate called without an active exception") while the interpreter shuts down, about
-    one run in ten here, after all results were written. Flushing and ``os._exit`` skips that
-    teardown so a finished distributed run reports success.
-    """
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the process exit code."""
-    try:
-        args = build_parser().parse_args(argv)
-        code = COMMANDS[args.command](args)
-        return _exit_distributed_worker(code) if args.command == "train" else code
-    except UsageError as exc:
-        print(f"mrtranslate: error: {exc}", file=sys.stderr)
-        return 2
-    except TrainingError as exc:
-        print(f"mrtranslate: training stopped: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"mrtranslate: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("mrtranslate: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

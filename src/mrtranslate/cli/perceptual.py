@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import argparse
 
+from mrtranslate.cli.parser import add_device, subcommands
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from mrtranslate.cli import _Parser
-
     per = sub.add_parser(
         "perceptual",
         help="perceptual study: readers label images real or synthetic",
         description="Build, serve and analyse a perceptual study.",
     )
-    psub = per.add_subparsers(
-        dest="perceptual_command", metavar="COMMAND", required=True, parser_class=_Parser
-    )
+    psub = subcommands(per, "perceptual_command")
+    for add in (_add_build, _add_serve, _add_analyze):
+        add(psub)
+    _add_realism(sub)
+
+
+def _add_build(psub: argparse._SubParsersAction) -> None:
     build = psub.add_parser(
         "build",
         help="pick and render the study images",
@@ -30,7 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--synthetic", type=int, default=72, help="synthetic images (default 72)")
     build.add_argument("--seed", type=int, default=0, help="seed of the image selection")
     build.add_argument("--overwrite", action="store_true", help="replace an existing study")
+    build.set_defaults(func=run_perceptual)
 
+
+def _add_serve(psub: argparse._SubParsersAction) -> None:
     serve = psub.add_parser(
         "serve",
         help="run the study web server",
@@ -46,7 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="needed to bind an address other than the loopback (lab network)",
     )
+    serve.set_defaults(func=run_perceptual)
 
+
+def _add_analyze(psub: argparse._SubParsersAction) -> None:
     analyze = psub.add_parser(
         "analyze",
         help="results of a study, with figures",
@@ -55,7 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     analyze.add_argument("study", help="study folder")
     analyze.add_argument("--out", help="output folder (default STUDY/analysis)")
+    analyze.set_defaults(func=run_perceptual)
 
+
+def _add_realism(sub: argparse._SubParsersAction) -> None:
     realism = sub.add_parser(
         "realism",
         help="automated observer: a CNN tells real from synthetic",
@@ -69,7 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     realism.add_argument("--folds", type=int, default=5, help="cross-validation folds")
     realism.add_argument("--epochs", type=int, default=8, help="training epochs per fold")
     realism.add_argument("--seed", type=int, default=0)
-    realism.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    add_device(realism)
+    realism.set_defaults(func=run_realism)
 
 
 def run_perceptual(args: argparse.Namespace) -> int:

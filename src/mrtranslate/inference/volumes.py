@@ -13,7 +13,7 @@ non-zero voxels of the input) are 0. The output keeps the input's affine, orient
 Python use::
 
     from mrtranslate.inference import translate_volume
-    from mrtranslate.training.run import load_run
+    from mrtranslate.runs import load_run
     run = load_run("runs/cyclegan")
     synthetic_t2 = translate_volume(run, "sub-01_T1w.nii.gz", "t1-to-t2")   # nibabel image
     array_out = translate_volume(run, array_in, "t1-to-t2")                  # (X, Y, Z) array
@@ -43,9 +43,9 @@ from mrtranslate.data.volumes import (
 )
 from mrtranslate.directions import Direction
 from mrtranslate.errors import UsageError
-from mrtranslate.evaluation.translate import translate_stack
 from mrtranslate.fileio import atomic_write
-from mrtranslate.training.run import LoadedRun
+from mrtranslate.inference.batches import translate_stack
+from mrtranslate.runs import LoadedRun
 
 
 def _translate_canonical(

@@ -1,15 +1,12 @@
-"""CLI commands for evaluation, reports and the one-command study."""
+"""``mrtranslate evaluate``, ``mrtranslate report`` and ``mrtranslate translate``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from mrtranslate.config import PRECISIONS, PROFILES
+from mrtranslate.cli.parser import add_device
 from mrtranslate.directions import DIRECTIONS
-from mrtranslate.methods import names
-
-DEVICE_HELP = "auto (a GPU when available, else the CPU; default), cpu, cuda or cuda:N"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,8 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--run", required=True, help="run folder of a finished training run")
     ev.add_argument("--data", help="data-set folder (default: the one the run was trained on)")
     ev.add_argument("--batch-size", type=int, default=16, help="translation batch (default 16)")
-    ev.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_device(ev)
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    ev.set_defaults(func=run_evaluate)
 
     rp = sub.add_parser(
         "report",
@@ -47,65 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rp.add_argument(
         "--realism", metavar="DIR", help="include the automated observer (folder with realism.json)"
     )
+    rp.set_defaults(func=run_report)
 
-    st = sub.add_parser(
-        "study",
-        help="the main job: phantom, all five models, evaluation and report, in a time budget",
-        description="Build the phantom cohort (or reuse it), plan the training to the time "
-        "budget on this machine (calibrated step times; steps first, then image size), train "
-        "the models, evaluate them with the reference points and write the report. The plan is "
-        "printed before training and saved in OUT/study.json and OUT/plan.json. Run again on the "
-        "same folder to resume with the same plan; finished steps are skipped.",
-    )
-    st.add_argument("--data", help="data-set folder (default: OUT/data, the built-in phantom)")
-    st.add_argument(
-        "--out", default="mrtranslate-study", help="study folder (default ./mrtranslate-study)"
-    )
-    st.add_argument(
-        "--budget",
-        type=float,
-        metavar="MINUTES",
-        help="time budget for the whole study in minutes (default 15)",
-    )
-    st.add_argument(
-        "--plan",
-        metavar="FILE",
-        help="follow the plan in FILE (plan.json or study.json of another study) instead of "
-        "planning: the same configurations, and on the same machine the same numbers",
-    )
-    st.add_argument(
-        "--profile",
-        choices=PROFILES,
-        help="train a profile's fixed steps instead of planning (paper, quick, tiny), e.g. for "
-        "exact comparisons across machines",
-    )
-    st.add_argument(
-        "--models",
-        nargs="+",
-        choices=names(),
-        default=names(),
-        help="models to train (default: all five)",
-    )
-    st.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override applied to every model (repeatable)",
-    )
-    st.add_argument("--device", default="auto", help=DEVICE_HELP)
-    st.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="auto",
-        help="auto (bf16 where natively fast, else fp32; default), fp32 or bf16",
-    )
-    st.add_argument("--seed", type=int, default=0, help="seed of the phantom and the training")
-    st.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def register_translate(sub: argparse._SubParsersAction) -> None:
     tr = sub.add_parser(
         "translate",
         help="translate whole NIfTI volumes with a trained run",
@@ -120,15 +61,16 @@ def register_translate(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--output", required=True, help="output NIfTI file or folder")
     tr.add_argument("--mask", help="brain mask NIfTI (default: the input's non-zero voxels)")
     tr.add_argument("--batch-size", type=int, default=16, help="slices per batch (default 16)")
-    tr.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_device(tr)
     tr.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=run_translate)
 
 
 def run_translate(args: argparse.Namespace) -> int:
     from mrtranslate.errors import UsageError
     from mrtranslate.inference import translate_paths
-    from mrtranslate.training.run import load_run
+    from mrtranslate.runs import load_run
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
@@ -137,7 +79,7 @@ def run_translate(args: argparse.Namespace) -> int:
     def announce() -> None:
         (mh, mw), (dh, dw) = run.model_image_shape, run.data_image_shape
         print(
-            f"{run.record.get('display_name', run.config.model)} works at {mh}x{mw} pixels "
+            f"{run.display_name} works at {mh}x{mw} pixels "
             f"(its data: {dh}x{dw}); translating on {run.device} in {run.precision}",
             file=sys.stderr,
         )
@@ -191,24 +133,4 @@ def run_report(args: argparse.Namespace) -> int:
         realism=args.realism,
     )
     print(f"report written to {path}")
-    return 0
-
-
-def run_study(args: argparse.Namespace) -> int:
-    from mrtranslate.study import run_study as study
-
-    path = study(
-        data=args.data,
-        out=args.out,
-        profile=args.profile,
-        models=args.models,
-        overrides=args.overrides,
-        seed=args.seed,
-        progress=not args.quiet,
-        budget_minutes=args.budget,
-        plan_file=args.plan,
-        device=args.device,
-        precision=args.precision,
-    )
-    print(f"\nstudy finished; open the report: {path}")
     return 0

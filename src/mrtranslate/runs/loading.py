@@ -1,0 +1,140 @@
+"""Reading a run folder: a trained run ready for translation, and its evaluation."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mrtranslate.config import RunConfig
+from mrtranslate.errors import UsageError
+from mrtranslate.hardware import inference_precision, resolve_device
+from mrtranslate.methods import Method, build_method
+from mrtranslate.runs import layout
+from mrtranslate.runs.checkpoint import load_checkpoint
+from mrtranslate.runs.records import EvalSummary, RunRecord
+
+
+@dataclass
+class LoadedRun:
+    """A trained method in eval mode, with its configuration and record.
+
+    Attributes:
+        data_image_shape: (H, W) of the data set's images.
+        model_image_shape: (h, w) the model works at (its working resolution).
+        device: where the method is; precision: the translation precision there.
+    """
+
+    run_dir: Path
+    config: RunConfig
+    method: Method
+    record: RunRecord
+    data_image_shape: tuple[int, int]
+    model_image_shape: tuple[int, int]
+    device: torch.device = torch.device("cpu")
+    precision: str = "fp32"  # for translation on ``device`` (see hardware.inference_precision)
+
+    @property
+    def display_name(self) -> str:
+        return self.record.display_name
+
+    def resolution_warning(self) -> str | None:
+        """A warning when the run works more than 2x below its data's in-plane resolution."""
+        factor = max(d / m for d, m in zip(self.data_image_shape, self.model_image_shape))
+        if factor <= 2:
+            return None
+        (dh, dw), (mh, mw) = self.data_image_shape, self.model_image_shape
+        return (
+            f"{self.run_dir} works at {mh}x{mw} pixels, {factor:.1f}x coarser than its "
+            f"{dh}x{dw} data: fine anatomy is lost in the output; for a sharper model train at a "
+            "higher resolution (mrtranslate study --budget with more minutes, or "
+            "mrtranslate train --set train.downsample=1)"
+        )
+
+
+def load_record(run_dir: str | Path, model: str = "", profile: str = "") -> RunRecord:
+    """``run.json`` of ``run_dir``, or a minimal record when the file is missing."""
+    path = layout.record_path(run_dir)
+    if not path.is_file():
+        return RunRecord(model=model, display_name=model, profile=profile)
+    return RunRecord.load(path)
+
+
+def load_run(
+    run_dir: str | Path, device: str | torch.device = "auto", require_finished: bool = True
+) -> LoadedRun:
+    """Load a run's latest checkpoint into a method in eval mode (deterministic inference).
+
+    ``device``: ``auto`` (a GPU when available, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``,
+    or a torch device. Translation then uses the run's training precision where it is native on
+    that device, else fp32.
+    """
+    device = device if isinstance(device, torch.device) else resolve_device(device)
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"run folder not found: {run_dir}")
+    path = layout.checkpoint_path(run_dir)
+    if not path.is_file():
+        raise UsageError(f"{run_dir} has no checkpoint; train it with 'mrtranslate train'")
+    state = load_checkpoint(path)
+    if require_finished and not state.get("finished"):
+        raise UsageError(
+            f"the run in {run_dir} is not finished (step {state.get('step')} of "
+            f"{state.get('total_steps')}); resume it with 'mrtranslate train --resume'"
+        )
+    try:
+        cfg = RunConfig.from_dict(state["config"])
+        shape = tuple(state["model_image_shape"])
+        method = build_method(cfg.model, cfg.net, cfg.loss, shape)
+        method.load_state_dict(state["method"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise UsageError(
+            f"checkpoint {path} does not match this mrtranslate version: {str(exc).splitlines()[0]}"
+        ) from exc
+    method.to(device).eval()
+    if cfg.train.channels_last:
+        method.to(memory_format=torch.channels_last)
+    record = load_record(run_dir, cfg.model, cfg.profile)
+    trained = record.precision if layout.record_path(run_dir).is_file() else cfg.train.precision
+    return LoadedRun(
+        run_dir=run_dir,
+        config=cfg,
+        method=method,
+        record=record,
+        data_image_shape=tuple(state["data_image_shape"]),
+        model_image_shape=shape,
+        device=device,
+        precision=inference_precision(trained, device),
+    )
+
+
+def is_evaluated(run_dir: str | Path) -> bool:
+    """Whether the run has an evaluation at least as new as its checkpoint."""
+    summary, checkpoint = layout.summary_path(run_dir), layout.checkpoint_path(run_dir)
+    return (
+        summary.is_file()
+        and checkpoint.is_file()
+        and summary.stat().st_mtime >= checkpoint.stat().st_mtime
+    )
+
+
+def load_evaluation(run_dir: str | Path) -> EvalSummary:
+    """The run's ``eval/summary.json``; a usage error saying what to run when it is missing."""
+    path = layout.summary_path(run_dir)
+    if not path.is_file():
+        raise UsageError(
+            f"{run_dir} has not been evaluated; run 'mrtranslate evaluate --run {run_dir}' first"
+        )
+    return EvalSummary.load(path)
+
+
+def load_metric_rows(run_dir: str | Path) -> list[dict[str, str]]:
+    """The per-image rows of ``eval/metrics.csv`` (values as written, strings)."""
+    path = layout.metrics_path(run_dir)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UsageError(f"cannot read {path}: {type(exc).__name__}") from None
