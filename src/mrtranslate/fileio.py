@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -26,16 +27,42 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)`` and rename the result onto ``path`` (same folder, so atomic)."""
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _remove_stale_temporaries(path: Path, keep: Path | None = None) -> None:
+    """Delete ``.<name>.*.tmp`` files that an earlier, killed write of ``path`` left behind."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if stale != keep:
+            stale.unlink(missing_ok=True)
+
+
+def atomic_write(
+    path: str | os.PathLike,
+    write: Callable[[Path], None],
+    before_replace: Callable[[], None] | None = None,
+) -> None:
+    """Call ``write(tmp_path)`` and rename the result onto ``path`` (same folder, so atomic).
+
+    The file gets the permissions of any new file (0666 less the umask), and temporary files
+    left by an earlier write of ``path`` that was killed are removed. ``before_replace`` runs
+    once the new content is complete, just before it replaces ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    _remove_stale_temporaries(path, keep=Path(tmp))
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -68,15 +95,23 @@ def to_json(data: Any) -> str:
     return json.dumps(_json_safe(data), indent=2, allow_nan=False)
 
 
-def check_writable_parent(path: Path) -> None:
-    """Raise ``PermissionError`` when the nearest existing parent of ``path`` is not writable."""
-    parent = path.parent
+def check_writable_parent(path: Path, probe: bool = False) -> None:
+    """Raise ``PermissionError`` when the nearest existing parent of ``path`` is not a writable
+    folder. With ``probe``, a temporary file is created there and removed (this also catches
+    read-only file systems, which permission bits do not show)."""
+    parent = Path(path).parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
         raise PermissionError(f"{parent} is a file, not a folder")
     if not os.access(parent, os.W_OK):
         raise PermissionError(f"cannot write to {parent}")
+    if probe:
+        try:
+            with tempfile.TemporaryFile(dir=parent):
+                pass
+        except OSError as exc:
+            raise PermissionError(f"cannot write to {parent}: {exc.strerror}") from None
 
 
 @contextmanager
@@ -90,6 +125,7 @@ def atomic_directory(out: Path, overwrite: bool) -> Iterator[Path]:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # like any new folder, not mkdtemp's 0700
     try:
         yield tmp
     except BaseException:

@@ -25,7 +25,8 @@ from mrtranslate.errors import UsageError
 from mrtranslate.fileio import write_json_atomic
 from mrtranslate.methods import display_name, names
 from mrtranslate.planning import REPORT_SECONDS, StudyPlan
-from mrtranslate.runs import is_evaluated, layout, load_checkpoint, load_record
+from mrtranslate.runs import is_evaluated, layout, load_latest_checkpoint, load_record
+from mrtranslate.runs.checkpoint import previous_path
 
 DEFAULT_BUDGET_MINUTES = 15.0
 
@@ -52,7 +53,7 @@ def _prepare_data(data: str | Path | None, out: Path, seed: int, progress: bool)
 def _training_done(run_dir: Path, data_dir: Path) -> bool | None:
     """True: finished; False: started (resume); None: not started."""
     path = layout.checkpoint_path(run_dir)
-    if not path.is_file():
+    if not path.is_file() and not previous_path(path).is_file():
         return None
     if layout.record_path(run_dir).is_file():
         recorded = load_record(run_dir).data_path
@@ -61,7 +62,10 @@ def _training_done(run_dir: Path, data_dir: Path) -> bool | None:
                 f"{run_dir} was trained on {recorded}, not {data_dir}; use another "
                 "--out for a study on other data"
             )
-    return bool(load_checkpoint(path).get("finished"))
+    state, warning = load_latest_checkpoint(path)
+    if warning:
+        _say(f"warning: {warning}")
+    return bool(state.get("finished"))
 
 
 def load_plan(path: str | Path) -> StudyPlan:

@@ -79,7 +79,13 @@ def import_folders(
             for path_a, path_b in tqdm(
                 items, desc=f"reading {split}", unit="img", disable=not progress
             ):
-                a, b = fit_to(read_grey(path_a), size), fit_to(read_grey(path_b), size)
+                a, b = read_grey(path_a), read_grey(path_b)
+                if options.paired and a.shape != b.shape:
+                    raise UsageError(
+                        f"paired images differ in size: {path_a} is {a.shape[0]}x{a.shape[1]}, "
+                        f"{path_b} is {b.shape[0]}x{b.shape[1]}; a pair must be co-registered"
+                    )
+                a, b = fit_to(a, size), fit_to(b, size)
                 mask = (a > 0) | (b > 0)
                 arrays = {"mask": mask[None].astype(np.uint8)}
                 for name, image in (("t1w", a), ("t2w", b)):

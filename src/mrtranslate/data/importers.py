@@ -107,26 +107,52 @@ def find_bids(root: Path) -> list[SubjectFiles]:
 
 
 def find_pairs(csv_path: Path) -> list[SubjectFiles]:
+    """The subjects listed in a CSV with columns subject,t1w,t2w[,mask] (paths relative to it).
+
+    Every row is checked before anything is read: UTF-8 text, all columns present and filled,
+    and every listed file found; errors name the row and the file.
+    """
     if not csv_path.is_file():
         raise UsageError(f"--csv file not found: {csv_path}")
-    with open(csv_path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or not {"subject", "t1w", "t2w"} <= set(rows[0]):
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except UnicodeDecodeError:
+        raise UsageError(f"{csv_path} is not UTF-8 text; save it as UTF-8 CSV") from None
+    except csv.Error as exc:
+        raise UsageError(f"{csv_path} is not a valid CSV file: {exc}") from None
+    header = [h.strip() for h in rows[0]] if rows else []
+    if not {"subject", "t1w", "t2w"} <= set(header):
         raise UsageError(f"{csv_path} needs the columns subject,t1w,t2w[,mask]")
 
     def resolve(text: str) -> Path:
-        path = Path(text)
+        path = Path(text.strip())
         return path if path.is_absolute() else csv_path.parent / path
 
-    return [
-        SubjectFiles(
-            r["subject"],
-            resolve(r["t1w"]),
-            resolve(r["t2w"]),
-            resolve(r["mask"]) if r.get("mask") else None,
+    found = []
+    for number, values in enumerate(rows[1:], start=2):
+        if not any(v.strip() for v in values):
+            continue  # blank line
+        if len(values) < len(header):
+            raise UsageError(f"{csv_path} line {number} has {len(values)} of {len(header)} columns")
+        row = dict(zip(header, (v.strip() for v in values)))
+        for column in ("subject", "t1w", "t2w"):
+            if not row[column]:
+                raise UsageError(f"{csv_path} line {number}: the {column} column is empty")
+        files = SubjectFiles(
+            row["subject"],
+            resolve(row["t1w"]),
+            resolve(row["t2w"]),
+            resolve(row["mask"]) if row.get("mask") else None,
         )
-        for r in rows
-    ]
+        for what, path in (("T1w", files.t1w), ("T2w", files.t2w), ("mask", files.mask)):
+            if path is not None and not path.is_file():
+                raise UsageError(
+                    f"{csv_path} line {number} (subject {files.subject}): {what} file not "
+                    f"found: {path}"
+                )
+        found.append(files)
+    return found
 
 
 def _volume_slices(

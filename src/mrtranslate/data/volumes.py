@@ -24,16 +24,59 @@ from mrtranslate.data.phantom import robust_scale
 from mrtranslate.errors import UsageError
 
 AFFINE_TOLERANCE = 1e-3  # mm: T1w/T2w affines must agree to this
+# Limits far above real MR volumes (HCP 0.7 mm: 260x311x260 = 21 M voxels; a 0.25 mm ex-vivo
+# brain about 600x800x600 = 288 M): a header beyond them is refused before any voxel is read.
+MAX_VOLUME_SIDE = 4096
+MAX_VOLUME_VOXELS = 512 * 1024 * 1024  # 2 GiB as float32
+
+
+def _check_declared_size(image, path: Path, what: str) -> None:
+    """Refuse, from the header alone, a volume too large to be real or larger than its file.
+
+    Checked before any voxel is read, so a tiny file that declares billions of voxels costs
+    nothing. For ``.nii`` the file must hold every declared byte; for ``.nii.gz`` the gzip
+    trailer's uncompressed size (modulo 4 GiB) must match the header.
+    """
+    shape = tuple(int(v) for v in image.shape)
+    if not shape or min(shape) < 1 or max(shape) > MAX_VOLUME_SIDE:
+        raise UsageError(
+            f"{what} {path} declares {'x'.join(map(str, shape)) or 'no'} voxels; each side must "
+            f"be 1 to {MAX_VOLUME_SIDE}"
+        )
+    voxels = int(np.prod(shape, dtype=np.int64))
+    if voxels > MAX_VOLUME_VOXELS:
+        raise UsageError(
+            f"{what} {path} declares {'x'.join(map(str, shape))} = {voxels:,} voxels, more "
+            f"than the limit of {MAX_VOLUME_VOXELS:,} (real MR volumes have far fewer)"
+        )
+    header = image.header
+    offset = getattr(image.dataobj, "offset", None)  # the header's field can read 0 after load
+    offset = int(header.get_data_offset() if offset is None else offset)
+    needed = offset + voxels * header.get_data_dtype().itemsize
+    size = path.stat().st_size
+    if path.suffix == ".gz":
+        if size < 18:
+            raise UsageError(f"{what} {path} is truncated ({size} bytes)")
+        with open(path, "rb") as handle:
+            handle.seek(-4, 2)
+            trailer = int.from_bytes(handle.read(4), "little")
+        if trailer != needed % 2**32:
+            raise UsageError(
+                f"{what} {path} is truncated or damaged: its header needs {needed:,} bytes of "
+                "data, its gzip stream holds another amount"
+            )
+    elif size < needed:
+        raise UsageError(f"{what} {path} is truncated: {size:,} of {needed:,} bytes")
 
 
 def load_volume(path: str | Path, what: str = "volume") -> nib.Nifti1Image:
-    """Load a 3-D NIfTI image with one-line errors for missing, corrupt, 2-D/4-D or NaN data."""
+    """Load a 3-D NIfTI image with one-line errors for missing, corrupt, truncated, oversized,
+    2-D/4-D or NaN data (sizes are checked against the header before any voxel is read)."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{what} not found: {path}")
     try:
         image = nib.load(str(path))
-        data = np.asarray(image.dataobj, dtype=np.float32)
     except Exception as exc:  # noqa: BLE001 - nibabel raises many types for bad files
         raise UsageError(
             f"cannot read {what} {path} as NIfTI: {type(exc).__name__}: "
@@ -41,6 +84,16 @@ def load_volume(path: str | Path, what: str = "volume") -> nib.Nifti1Image:
         ) from exc
     if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
         raise UsageError(f"{what} {path} is not a NIfTI file")
+    _check_declared_size(image, path, what)
+    try:
+        data = np.asarray(image.dataobj, dtype=np.float32)
+    except MemoryError:
+        raise UsageError(f"not enough memory to read {what} {path}") from None
+    except Exception as exc:  # noqa: BLE001 - nibabel raises many types for bad files
+        raise UsageError(
+            f"cannot read {what} {path} as NIfTI: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:

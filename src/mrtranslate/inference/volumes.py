@@ -43,7 +43,7 @@ from mrtranslate.data.volumes import (
 )
 from mrtranslate.directions import Direction
 from mrtranslate.errors import UsageError
-from mrtranslate.fileio import atomic_write
+from mrtranslate.fileio import atomic_write, check_writable_parent
 from mrtranslate.inference.batches import translate_stack
 from mrtranslate.runs import LoadedRun
 
@@ -156,9 +156,17 @@ def translate_paths(
         jobs = [(source, target)]
     else:
         raise UsageError(f"input not found: {source}")
+    for _, out in jobs:
+        if out.is_dir():
+            raise UsageError(f"output {out} is a folder; give a file name")
     existing = [out for _, out in jobs if out.exists()]
     if existing and not overwrite:
         raise UsageError(f"output {existing[0]} exists (use --overwrite)")
+    for _, out in jobs:  # before any work: every output must be writable
+        try:
+            check_writable_parent(out, probe=True)
+        except PermissionError as exc:
+            raise UsageError(f"cannot write the output {out}: {exc}") from None
     volumes = [(load_volume(src, "input"), out) for src, out in jobs]  # check all inputs first
     if before_work is not None:
         before_work()

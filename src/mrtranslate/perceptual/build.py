@@ -28,11 +28,11 @@ from PIL import Image
 
 from mrtranslate.data.dataset import open_dataset
 from mrtranslate.data.tensors import load_images, load_masks, to_data_range
-from mrtranslate.directions import Direction
+from mrtranslate.directions import DIRECTIONS, Direction
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import atomic_directory, write_json_atomic
 from mrtranslate.perceptual import store
-from mrtranslate.runs import layout, load_evaluation
+from mrtranslate.runs import load_evaluation, load_synthetic
 
 DISPLAY_HEIGHT = 320
 
@@ -61,7 +61,10 @@ def _load_runs(runs: list[Path]) -> list[dict]:
     loaded = []
     for run in runs:
         summary = load_evaluation(run)
-        loaded.append({"dir": run, "name": summary.display_name, "summary": summary})
+        synthetic = {d: load_synthetic(run, d, summary) for d in DIRECTIONS}
+        loaded.append(
+            {"dir": run, "name": summary.display_name, "summary": summary, "synthetic": synthetic}
+        )
     shapes = {tuple(r["summary"].evaluation_shape) for r in loaded}
     if len(shapes) != 1:
         raise UsageError("the runs were evaluated at different image sizes")
@@ -98,8 +101,7 @@ def _write_images(folder: Path, entries, split, shape: tuple[int, int]) -> list[
         if truth == "real":
             pixels = real[contrast][index]
         else:
-            path = layout.synthetic_path(run["dir"], Direction.producing(contrast))
-            pixels = np.load(path, mmap_mode="r")[index]
+            pixels = run["synthetic"][Direction.producing(contrast)][index]
         image_id = secrets.token_hex(16)
         pixels = np.asarray(pixels, dtype=np.float32) * masks[index]
         (folder / f"{image_id}.png").write_bytes(encode_png(render(pixels)))

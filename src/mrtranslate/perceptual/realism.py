@@ -26,7 +26,7 @@ from mrtranslate.errors import UsageError
 from mrtranslate.fileio import write_json_atomic
 from mrtranslate.hardware import resolve_device
 from mrtranslate.perceptual.analysis import wilson
-from mrtranslate.runs import layout, load_evaluation
+from mrtranslate.runs import load_evaluation, load_synthetic
 
 SOURCE = {c: Direction.producing(c) for c in ("t1w", "t2w")}
 
@@ -159,7 +159,7 @@ def run_realism(
             if key not in real_cache:
                 real_cache[key] = load_images(split, contrast, shape)
             real = real_cache[key]
-            synthetic01 = np.load(layout.synthetic_path(run, direction))
+            synthetic01 = np.asarray(load_synthetic(run, direction, summary), dtype=np.float32)
             synthetic = torch.from_numpy(synthetic01[:, None] * 2 - 1).float()
             real01 = to_data_range(real)[:, 0].numpy()
             entry = observer_accuracy(real, synthetic, folds, epochs, seed, device)

@@ -20,7 +20,7 @@ from mrtranslate.reporting import figures
 from mrtranslate.reporting.html_page import render_page
 from mrtranslate.reporting.statistics import pairwise_tests
 from mrtranslate.reporting.tables import summary_markdown, summary_rows
-from mrtranslate.runs import EvalSummary, layout, load_evaluation, load_metric_rows
+from mrtranslate.runs import EvalSummary, load_evaluation, load_metric_rows, load_synthetic
 
 
 def _check_comparable(summaries: list[EvalSummary], runs: list[Path]) -> None:
@@ -88,7 +88,7 @@ def _example_images(summaries: list[EvalSummary], runs: list[Path], index: int) 
     synthetic = {}
     for summary, run in zip(summaries, runs):
         synthetic[summary.display_name] = {
-            d: np.load(layout.synthetic_path(run, d), mmap_mode="r")[index] for d in DIRECTIONS
+            d: load_synthetic(run, d, summary)[index] for d in DIRECTIONS
         }
     return real_t1, real_t2, synthetic, str(split.subjects[index])
 

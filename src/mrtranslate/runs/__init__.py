@@ -8,7 +8,7 @@ registry (to rebuild a method) but never on training.
 from __future__ import annotations
 
 from mrtranslate.runs import layout
-from mrtranslate.runs.checkpoint import load_checkpoint, save_checkpoint
+from mrtranslate.runs.checkpoint import load_checkpoint, load_latest_checkpoint, save_checkpoint
 from mrtranslate.runs.loading import (
     LoadedRun,
     is_evaluated,
@@ -16,6 +16,7 @@ from mrtranslate.runs.loading import (
     load_metric_rows,
     load_record,
     load_run,
+    load_synthetic,
 )
 from mrtranslate.runs.records import EvalSummary, RunRecord
 
@@ -26,9 +27,11 @@ __all__ = [
     "is_evaluated",
     "layout",
     "load_checkpoint",
+    "load_latest_checkpoint",
     "load_evaluation",
     "load_metric_rows",
     "load_record",
     "load_run",
+    "load_synthetic",
     "save_checkpoint",
 ]

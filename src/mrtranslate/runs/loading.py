@@ -6,6 +6,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mrtranslate.config import RunConfig
@@ -138,3 +139,22 @@ def load_metric_rows(run_dir: str | Path) -> list[dict[str, str]]:
             return list(csv.DictReader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UsageError(f"cannot read {path}: {type(exc).__name__}") from None
+
+
+def load_synthetic(run_dir: str | Path, direction, summary: EvalSummary) -> np.ndarray:
+    """The run's synthetic test images of ``direction``, checked against its evaluation summary:
+    (N, h, w) float32 in [0, 1] (memory-mapped); a one-line usage error when damaged."""
+    path = layout.synthetic_path(run_dir, direction)
+    hint = f"evaluate the run again ('mrtranslate evaluate --run {run_dir}')"
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise UsageError(f"{path} is missing; {hint}") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise UsageError(f"{path} is damaged ({type(exc).__name__}); {hint}") from None
+    expected = (summary.test_images, *summary.evaluation_shape)
+    if array.dtype.kind != "f" or tuple(array.shape) != tuple(expected):
+        raise UsageError(
+            f"{path} holds {array.dtype} {tuple(array.shape)}, not float {expected}; {hint}"
+        )
+    return array

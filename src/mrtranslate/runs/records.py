@@ -109,6 +109,18 @@ class EvalSummary:
     def load(cls, path: Path) -> EvalSummary:
         data = _read_json(path, "evaluation summary")
         try:
-            return cls(**_known(cls, data))
+            summary = cls(**_known(cls, data))
         except TypeError as exc:
             raise UsageError(f"the evaluation summary {path} is incomplete: {exc}") from None
+        shape = summary.evaluation_shape
+        if (
+            not isinstance(summary.test_images, int)
+            or summary.test_images < 1
+            or not isinstance(shape, list)
+            or len(shape) != 2
+            or not all(isinstance(v, int) and v > 0 for v in shape)
+            or not isinstance(summary.measures, dict)
+            or not isinstance(summary.display_name, str)
+        ):
+            raise UsageError(f"the evaluation summary {path} is damaged (unexpected values)")
+        return summary

@@ -22,7 +22,8 @@ from mrtranslate.fileio import check_writable_parent, write_json_atomic
 from mrtranslate.hardware import PrecisionChoice, resolve_device, resolve_precision
 from mrtranslate.methods import Method, build_method, display_name, make_config
 from mrtranslate.nets import count_parameters
-from mrtranslate.runs import RunRecord, layout, load_checkpoint
+from mrtranslate.runs import RunRecord, layout, load_latest_checkpoint
+from mrtranslate.runs.checkpoint import previous_path
 from mrtranslate.training.distributed import (
     DistInfo,
     barrier,
@@ -45,16 +46,29 @@ def _resolve_config(
     model: str, profile: str, overrides: list[str], run_dir: Path, resume: bool
 ) -> tuple[RunConfig, dict | None]:
     checkpoint_path = layout.checkpoint_path(run_dir)
-    if resume and checkpoint_path.is_file():
-        state = load_checkpoint(checkpoint_path)
-        cfg = RunConfig.from_dict(state["config"])
+    saved = checkpoint_path.is_file() or previous_path(checkpoint_path).is_file()
+    if resume:
+        if not saved:
+            raise UsageError(
+                f"--resume: {run_dir} holds no checkpoint to resume; leave out --resume to "
+                "start a new run"
+            )
+        state, warning = load_latest_checkpoint(checkpoint_path)
+        if warning:
+            print(f"mrtranslate: warning: {warning}", file=sys.stderr, flush=True)
+            # The damaged latest must not become the "previous" checkpoint at the next save.
+            checkpoint_path.unlink(missing_ok=True)
+        try:
+            cfg = RunConfig.from_dict(state["config"])
+        except (KeyError, TypeError) as exc:
+            raise UsageError(f"checkpoint in {run_dir} has no usable configuration") from exc
         if cfg.model != model:
             raise UsageError(f"{run_dir} holds a {cfg.model} run, not {model}")
     else:
-        if checkpoint_path.is_file():
+        if saved:
             raise UsageError(
                 f"{run_dir} already holds a training run; use --resume to continue "
-                "it or choose another --out"
+                "it, choose another --out, or delete the folder to start over"
             )
         state = None
         try:
