@@ -82,8 +82,8 @@ def test_bids_import_and_info(bids_root, tmp_path, capsys):
     assert info["source"] == "bids" and info["paired"] is True
     assert info["image_shape"] == [64, 64] and info["pixel_spacing_mm"] == [SPACING, SPACING]
     assert info["splits"] == {
-        "train": {"subjects": 6, "images": 18},
-        "test": {"subjects": 2, "images": 6},
+        "train": {"participants": 6, "subjects": 6, "images": 18},
+        "test": {"participants": 2, "subjects": 2, "images": 6},
     }
     ds = open_dataset(out)
     train, test = ds.split("train"), ds.split("test")

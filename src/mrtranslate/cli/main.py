@@ -65,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"mrtranslate: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print("mrtranslate: error: not enough memory for this input", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("mrtranslate: interrupted", file=sys.stderr)
         return 130

@@ -63,10 +63,18 @@ class ImportOptions:
 
 @dataclass
 class SubjectFiles:
+    """One T1w/T2w pair. ``subject`` names the pair (a BIDS file stem such as
+    ``sub-01_ses-1``); ``participant`` is the person it belongs to (``sub-01``): the split keeps
+    all pairs of a participant on one side."""
+
     subject: str
     t1w: Path
     t2w: Path
     mask: Path | None = None
+    participant: str = ""
+
+    def __post_init__(self) -> None:
+        self.participant = self.participant or self.subject
 
 
 def _strip_nifti(name: str) -> str:
@@ -102,7 +110,8 @@ def find_bids(root: Path) -> list[SubjectFiles]:
                 raise UsageError(f"{stem}: no matching T2w for {t1}")
             t2 = alternatives[0]
         masks = list(t1.parent.glob(f"{stem}*_mask.nii*"))
-        found.append(SubjectFiles(stem, t1, t2, masks[0] if masks else None))
+        participant = stem.split("_")[0]  # the sub-<label> entity: sessions, runs, acquisitions
+        found.append(SubjectFiles(stem, t1, t2, masks[0] if masks else None, participant))
     return found
 
 
@@ -144,6 +153,7 @@ def find_pairs(csv_path: Path) -> list[SubjectFiles]:
             resolve(row["t1w"]),
             resolve(row["t2w"]),
             resolve(row["mask"]) if row.get("mask") else None,
+            row.get("participant", ""),
         )
         for what, path in (("T1w", files.t1w), ("T2w", files.t2w), ("mask", files.mask)):
             if path is not None and not path.is_file():
@@ -257,7 +267,18 @@ def import_volumes(
     check_output_folder(out, overwrite)
     default_slice = 120 if fmt == "hcp" else None
     size = options.size or ((304, 256) if fmt == "hcp" else None)
-    splits = _split([s.subject for s in subjects], options)
+    ids = [s.subject for s in subjects]
+    if len(set(ids)) != len(ids):
+        raise UsageError(
+            f"subject {next(s for s in ids if ids.count(s) > 1)} appears more than once"
+        )
+    participants = list(dict.fromkeys(s.participant for s in subjects))
+    by_participant = _split(participants, options)
+    side = {p: split for split, members in by_participant.items() for p in members}
+    splits = {
+        name: [s.subject for s in subjects if side[s.participant] == name] for name in side.values()
+    }
+    splits = {name: splits.get(name, []) for name in ("train", "test")}
     by_id = {s.subject: s for s in subjects}
     # Load everything first (one subject at a time is checked before anything is written).
     loaded = {}
@@ -284,6 +305,7 @@ def import_volumes(
             {s: len(loaded[s]["t1w"]) for s in loaded},
             options,
             paired=True,
+            participants=by_participant,
         )
     return out
 
@@ -310,6 +332,7 @@ def _write_meta(
     slices_per_subject,
     options: ImportOptions,
     paired: bool,
+    participants: dict[str, list[str]] | None = None,
 ) -> None:
     write_json_atomic(
         folder / "dataset.json",
@@ -327,7 +350,11 @@ def _write_meta(
             "intensity": INTENSITY_NOTE,
             "seed": options.seed,
             "splits": {
-                name: {"subjects": len(m), "images": sum(slices_per_subject.get(s, 1) for s in m)}
+                name: {
+                    "participants": len((participants or splits)[name]),
+                    "subjects": len(m),
+                    "images": sum(slices_per_subject.get(s, 1) for s in m),
+                }
                 for name, m in splits.items()
             },
             "import": {

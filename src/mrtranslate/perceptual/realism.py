@@ -94,10 +94,20 @@ def observer_accuracy(
     epochs: int = 8,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    subjects: list[str] | None = None,
 ) -> dict:
-    """Cross-validated accuracy of telling (N, 1, h, w) real from synthetic (same subjects)."""
+    """Cross-validated accuracy of telling (N, 1, h, w) real from synthetic (same subjects).
+
+    Folds are by subject (``subjects[i]`` of image i; each image its own subject when not given):
+    all images of a subject, real and synthetic, are held out together.
+    """
     n = real.shape[0]
-    fold_of = np.random.default_rng(seed).permutation(n) % folds
+    subjects = [str(s) for s in subjects] if subjects is not None else [str(i) for i in range(n)]
+    unique = sorted(set(subjects))
+    fold_of_subject = dict(
+        zip(unique, np.random.default_rng(seed).permutation(len(unique)) % folds, strict=True)
+    )
+    fold_of = np.array([fold_of_subject[s] for s in subjects])
     correct = total = 0
     for k in range(folds):
         train_idx = torch.from_numpy(np.flatnonzero(fold_of != k))
@@ -162,7 +172,9 @@ def run_realism(
             synthetic01 = np.asarray(load_synthetic(run, direction, summary), dtype=np.float32)
             synthetic = torch.from_numpy(synthetic01[:, None] * 2 - 1).float()
             real01 = to_data_range(real)[:, 0].numpy()
-            entry = observer_accuracy(real, synthetic, folds, epochs, seed, device)
+            entry = observer_accuracy(
+                real, synthetic, folds, epochs, seed, device, subjects=split.subjects.tolist()
+            )
             entry["high_frequency_ratio"] = high_frequency_fraction(
                 synthetic01
             ) / high_frequency_fraction(real01)

@@ -11,6 +11,7 @@ fall back to the one before (:func:`load_latest_checkpoint`). Loading uses
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,17 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     payload = {"format": FORMAT, "version": VERSION, **state}
 
     def keep_previous() -> None:
-        if path.is_file():
-            os.replace(path, previous_path(path))
+        # A hard link keeps ``path`` in place the whole time (no moment without a checkpoint).
+        if not path.is_file():
+            return
+        previous = previous_path(path)
+        link = previous.with_name(f".{previous.name}.{os.getpid()}.tmp")
+        link.unlink(missing_ok=True)
+        try:
+            os.link(path, link)
+        except OSError:  # a file system without hard links
+            shutil.copy2(path, link)
+        os.replace(link, previous)
 
     atomic_write(path, lambda tmp: torch.save(payload, tmp), before_replace=keep_previous)
 

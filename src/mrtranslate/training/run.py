@@ -20,7 +20,8 @@ from mrtranslate.data.tensors import load_images, working_shape
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import check_writable_parent, write_json_atomic
 from mrtranslate.hardware import PrecisionChoice, resolve_device, resolve_precision
-from mrtranslate.methods import Method, build_method, display_name, make_config
+from mrtranslate.methods import Method, build_method, display_name, make_config, specs
+from mrtranslate.methods import get as get_spec
 from mrtranslate.nets import count_parameters
 from mrtranslate.runs import RunRecord, layout, load_latest_checkpoint
 from mrtranslate.runs.checkpoint import previous_path
@@ -105,6 +106,12 @@ def _check_inputs(
     except PermissionError as exc:
         raise UsageError(f"cannot write the run folder {run_dir}: {exc}") from exc
     cfg, state = _resolve_config(model, profile, overrides, run_dir, resume)
+    if get_spec(cfg.model).paired and not dataset.meta.get("paired", True):
+        usable = ", ".join(s.name for s in specs() if not s.paired)
+        raise UsageError(
+            f"{cfg.model} trains on paired images but {data_dir} is unpaired; use an unpaired "
+            f"model ({usable}) or import paired data"
+        )
     try:
         shape = working_shape(dataset.shape, cfg.train.downsample)
     except ValueError as exc:
