@@ -85,6 +85,12 @@ class ResnetGenerator(nn.Module):
 class PatchDiscriminator(nn.Module):
     """70x70 PatchGAN discriminator with a linear output (for the least-squares GAN loss).
 
+    This is the layer table of the authors' *later* code (October 2019: layer 4 at stride 1,
+    commit 7ea3b66; sigmoid removed, commit f63e147). The paper's 2018 results came from the
+    earlier table: all four 4x4 convs at stride 2 (a 94x94 receptive field, 19x16 patches for
+    304x256 images) and a sigmoid output trained with the MSE loss. Filters 64-128-256-512 and
+    the parameter count are the same in both.
+
     Args:
         in_channels: channels of the input image.
         width: filters of the first layer (64), doubled per layer up to 8x.
