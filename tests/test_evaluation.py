@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from helpers import trained_and_evaluated, usage_error
 from mrtranslate.cli import main
@@ -142,3 +143,27 @@ def test_study_tiny_end_to_end_and_resume(small_phantom, tmp_path, capsys):
     assert second.count("already trained") == len(models)
     assert second.count("already evaluated") == len(models)
     assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/checkpoint.pt")}
+
+
+def test_histogram_matching_learns_from_training_images_only(small_phantom, monkeypatch):
+    from mrtranslate.data.dataset import open_dataset
+    from mrtranslate.data.tensors import load_images
+    from mrtranslate.evaluation import evaluate
+
+    seen = []
+    real_quantiles = evaluate.reference_quantiles
+
+    def spy(images):
+        seen.append(images.clone())
+        return real_quantiles(images)
+
+    monkeypatch.setattr(evaluate, "reference_quantiles", spy)
+    dataset = open_dataset(small_phantom)
+    shape = (32, 32)
+    tensors = evaluate.test_tensors(dataset, shape)
+    evaluate._measure_references(dataset, shape, tensors, progress=False)
+    train = dataset.split("train")
+    expected = [load_images(train, c, shape) for c in ("t1w", "t2w")]
+    assert len(seen) == 2
+    for got, want in zip(seen, expected):
+        assert got.shape[0] == len(train) and torch.equal(got, want)

@@ -107,6 +107,10 @@ def test_bench_writes_valid_json(tmp_path, capsys):
         assert r["train_images_per_second"] > 0 and r["infer_b16_images_per_second"] > 0
         assert r["train_step_gflop"] > 0 and r["infer_gflop_per_image"] > 0
     assert report["ceilings"]["conv3x3_fp32_gflops"] > 0
+    # Simple at the paper's width: 1x1 convs 1 -> 256 -> 1, i.e. 512 multiply-adds (1024 FLOPs)
+    # per pixel and direction; one translated 32x32 image = 1024 * 1024 FLOPs.
+    for r in report["results"]:
+        assert r["infer_gflop_per_image"] == pytest.approx(1024 * 32 * 32 / 1e9)
     assert report["metrics"]["images"] == 20 and report["metrics"]["seconds_76x64"] > 0
     assert "Simple" in capsys.readouterr().out
 

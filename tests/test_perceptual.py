@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 
 from helpers import trained_and_evaluated
 from mrtranslate.cli import main
+from mrtranslate.data.dataset import open_dataset
 from mrtranslate.perceptual import store
 from mrtranslate.perceptual.app import create_app
 
@@ -467,6 +468,29 @@ def test_realism_observer(small_phantom, gan_runs, tmp_path, capsys):
             assert 0 <= entry["accuracy"] <= 1 and entry["held_out_images"] == 8
             assert entry["high_frequency_ratio"] > 0
     assert "observer accuracy" in capsys.readouterr().out
+
+
+def test_realism_on_real_images_posing_as_synthetic_is_chance(small_phantom, gan_runs, tmp_path):
+    """A control: when a run's "synthetic" images are the real ones, no observer can do better
+    than chance (each real/synthetic pair is the same image: exactly half right) and the
+    fine-detail ratio is exactly 1."""
+    from mrtranslate.data.tensors import load_images, to_data_range
+    from mrtranslate.directions import Direction
+    from mrtranslate.runs import layout, load_evaluation
+
+    run = tmp_path / "control"
+    shutil.copytree(gan_runs[0], run)
+    summary = load_evaluation(run)
+    split = open_dataset(small_phantom).split("test")
+    for contrast in ("t1w", "t2w"):
+        real = to_data_range(load_images(split, contrast, tuple(summary.evaluation_shape)))
+        np.save(layout.synthetic_path(run, Direction.producing(contrast)), real[:, 0].numpy())
+    args = ["realism", "--data", str(small_phantom), "--runs", str(run), "--out", str(tmp_path)]
+    assert main([*args, "--folds", "2", "--epochs", "3"]) == 0
+    result = json.loads((tmp_path / "realism.json").read_text())
+    for entry in result["models"][summary.display_name].values():
+        assert entry["accuracy"] == 0.5
+        assert entry["high_frequency_ratio"] == pytest.approx(1.0)
 
 
 def test_observer_separates_obviously_different_images():

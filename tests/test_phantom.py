@@ -135,3 +135,33 @@ def test_metadata_round_trip(small_phantom):
 def test_spec_validation(kwargs):
     with pytest.raises(ValueError):
         PhantomSpec(**kwargs).validate()
+
+
+def test_t1w_tissue_ratios_match_the_mni152_t1_template():
+    """The MPRAGE model's CSF/WM and GM/WM T1w ratios agree with nilearn's MNI152 T1 template
+    (an average of real T1w scans), measured in voxels of > 80% CSF, GM or WM.
+
+    Tolerances: 0.1 for CSF/WM, because averaging 152 registered brains mixes CSF with
+    neighbouring tissue (partial volume lifts the template's CSF; its 0.36 is an upper bound);
+    0.05 for GM/WM.
+    """
+    from nilearn import datasets
+
+    from mrtranslate.data.mri_signal import tissue_signals
+
+    def volume(img):
+        return np.asarray(img.dataobj, dtype=np.float64)
+
+    t1 = volume(datasets.load_mni152_template(resolution=1))
+    gm = volume(datasets.load_mni152_gm_template(resolution=1))
+    wm = volume(datasets.load_mni152_wm_template(resolution=1))
+    csf = np.clip(volume(datasets.load_mni152_brain_mask(resolution=1)) - gm - wm, 0, 1)
+    template = {name: t1[m > 0.8].mean() for name, m in (("csf", csf), ("gm", gm), ("wm", wm))}
+    signals = {name: value[0] for name, value in tissue_signals().items()}
+    for tissue, tolerance in (("csf", 0.1), ("gm", 0.05)):
+        measured = template[tissue] / template["wm"]
+        model = signals[tissue] / signals["wm"]
+        assert abs(model - measured) < tolerance, (tissue, model, measured)
+    # Dark but not nulled: CSF stands well above the noise (sigma = WM / SNR, SNR >= 25).
+    assert signals["csf"] / (signals["wm"] / 25) > 5
+    assert signals["csf"] < signals["gm"] < signals["wm"]

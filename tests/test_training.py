@@ -260,3 +260,28 @@ def test_checkpoint_loading_never_executes_code(tmp_path):
     with pytest.raises(UsageError):
         load_checkpoint(path)
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.slow
+def test_distributed_cyclegan_is_reproducible_for_a_fixed_number_of_processes(
+    small_phantom, tmp_path
+):
+    """The README's guarantee for models with pools and noise: the same seed and number of
+    processes give identical weights (though not those of single-process training)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        args = ["--model", "cyclegan", "--data", str(small_phantom), "--out", str(out)]
+        subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+            + ["-m", "mrtranslate", "train", *args, "--profile", "tiny", "--quiet"]
+            + ["--precision", "fp32", "--set", "train.batch_size=4"],
+            check=True,
+            env=env,
+            timeout=600,
+        )
+        runs.append(_weights(out / "checkpoint.pt"))
+    assert runs[0].keys() == runs[1].keys()
+    for key in runs[0]:
+        assert torch.equal(runs[0][key], runs[1][key]), key

@@ -84,3 +84,24 @@ def test_observer_folds_keep_each_subject_together(monkeypatch):
         held_out = {subjects[int(v) % 100] for v in test}
         trained_on = {subjects[int(v) % 100] for v in train}
         assert held_out and not held_out & trained_on
+
+
+def test_folder_import_keeps_a_participant_on_one_side(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    layout = {"trainA": ["sub-1_a", "sub-2_a"], "testA": ["sub-1_b", "sub-3_a"]}
+    layout |= {"trainB": layout["trainA"], "testB": layout["testA"]}
+    for folder, stems in layout.items():
+        (tmp_path / "pngs" / folder).mkdir(parents=True)
+        for stem in stems:
+            image = rng.integers(1, 255, size=(48, 48), dtype=np.uint8)
+            Image.fromarray(image).save(tmp_path / "pngs" / folder / f"{stem}.png")
+    args = ["data", "import", "--format", "folders", "--root", str(tmp_path / "pngs"), "--paired"]
+    pattern = ["--participant-pattern", "(sub-[0-9]+)"]
+    err = usage_error(capsys, [*args, "--out", str(tmp_path / "a"), *pattern, "--quiet"])
+    assert "participant sub-1 is in both splits" in err
+    assert "not a valid regex" in usage_error(
+        capsys, [*args, "--out", str(tmp_path / "b"), "--participant-pattern", "(", "--quiet"]
+    )
+    assert main([*args, "--out", str(tmp_path / "c"), "--quiet"]) == 0  # stems as participants
+    info = open_dataset(tmp_path / "c").info()["splits"]
+    assert info["train"]["participants"] == 2 and info["test"]["participants"] == 2

@@ -102,6 +102,13 @@ def _add_import(dsub: argparse._SubParsersAction) -> None:
         default="robust",
         help="folders: robust per-image scaling (default) or keep the file's values",
     )
+    imp.add_argument(
+        "--participant-pattern",
+        metavar="REGEX",
+        help="folders: a regular expression whose group 1 (or match) in a file stem names the "
+        "participant, e.g. '(sub-[0-9]+)'; a participant's images must all be in train or "
+        "all in test (default: every file stem is a participant)",
+    )
     imp.add_argument("--seed", type=int, default=0, help="seed of the random split")
     imp.add_argument("--overwrite", action="store_true", help="replace an existing data set")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -216,6 +223,7 @@ def _run_import(args: argparse.Namespace) -> int:
         seed=args.seed,
         paired=args.paired or args.format != "folders",
         csv=args.csv,
+        participant_pattern=args.participant_pattern,
     )
     if args.format == "folders":
         from mrtranslate.data.folders import import_folders

@@ -9,6 +9,7 @@ kept, which makes export -> import lossless at 16 bits.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -70,9 +71,16 @@ def import_folders(
     size = options.size or _default_size(first.shape)
     _check_size(size)
     subjects = {split: [a.stem for a, _ in items] for split, items in pairs.items()}
-    overlap = set(subjects["train"]) & set(subjects["test"])
-    if options.paired and overlap:
-        raise UsageError(f"subject {sorted(overlap)[0]} is in both splits")
+    participants = {
+        split: sorted({_participant(s, options.participant_pattern) for s in stems})
+        for split, stems in subjects.items()
+    }
+    overlap = set(participants["train"]) & set(participants["test"])
+    if (options.paired or options.participant_pattern) and overlap:
+        raise UsageError(
+            f"participant {sorted(overlap)[0]} is in both splits (trainA/B and testA/B); a "
+            "participant's images must all be on one side"
+        )
     with atomic_directory(out, overwrite) as tmp:
         for split, items in pairs.items():
             writer = SplitWriter(tmp / split, len(items), size)
@@ -98,9 +106,32 @@ def import_folders(
                 writer.add(path_a.stem, arrays)
             writer.close()
         _write_meta(
-            tmp, "folders", root, size, [1.0, 1.0], subjects, {}, options, paired=options.paired
+            tmp,
+            "folders",
+            root,
+            size,
+            [1.0, 1.0],
+            subjects,
+            {},
+            options,
+            paired=options.paired,
+            participants=participants,
         )
     return out
+
+
+def _participant(stem: str, pattern: str | None) -> str:
+    """The participant of a file stem: group 1 (or the whole match) of ``pattern``, else the
+    stem itself."""
+    if not pattern:
+        return stem
+    try:
+        match = re.match(pattern, stem)
+    except re.error as exc:
+        raise UsageError(f"--participant-pattern {pattern!r} is not a valid regex: {exc}") from None
+    if match is None:
+        raise UsageError(f"--participant-pattern {pattern!r} does not match the file {stem!r}")
+    return match.group(1) if match.groups() else match.group(0)
 
 
 def export_png(

@@ -59,6 +59,7 @@ class ImportOptions:
     seed: int = 0
     paired: bool = True
     csv: str | None = None  # --format pairs: the CSV listing subject,t1w,t2w[,mask]
+    participant_pattern: str | None = None  # --format folders: regex; group 1 of a file stem
 
 
 @dataclass

@@ -13,9 +13,19 @@ Relaxation times are rounded literature values for 3 T:
   (T1 1400 ms, T2 150 ms, PD 0.80), which makes them dark on T1w and bright on T2w.
 
 Sequence timings follow the HCP protocol (Glasser et al. 2013): T1w MPRAGE with TR 2400 ms,
-TI 1000 ms, TE 2.14 ms; T2w SPACE with TR 3200 ms, modelled here as a spin echo with an
-effective TE of 100 ms (SPACE's variable flip angles make the nominal 565 ms TE act like a much
-shorter one).
+TI 1000 ms, TE 2.14 ms, flip angle 8 degrees and echo spacing 7.6 ms; T2w SPACE with TR 3200 ms,
+modelled here as a spin echo with an effective TE of 100 ms (SPACE's variable flip angles make
+the nominal 565 ms TE act like a much shorter one).
+
+The T1w signal is that of the MPRAGE sequence *with its readout* (Mugler & Brookeman, MRM
+15:152-157 (1990); Deichmann et al., NeuroImage 12:112-127 (2000)): after each inversion, a
+train of 256 small-flip-angle excitations (one per partition, linear order, the k-space centre
+at TI) drives the magnetisation towards the FLASH steady state, repeated until the
+magnetisation is periodic. A plain inversion-recovery equation with TI 1000 ms nulls CSF
+(T1 ~ 4 s) and leaves it at the noise floor; with the readout, CSF is dark but well above it.
+The resulting tissue ratios, CSF/WM 0.30 and GM/WM 0.76, agree with those of nilearn's MNI152
+T1 template (an average of real T1w scans) measured with the same tissue maps: 0.36 and 0.75
+(tested).
 """
 
 from __future__ import annotations
@@ -48,13 +58,41 @@ T1W_TR, T1W_TI, T1W_TE = 2400.0, 1000.0, 2.14
 T2W_TR, T2W_TE = 3200.0, 100.0
 
 
-def t1w_signal(pd: np.ndarray, t1: np.ndarray, t2: np.ndarray) -> np.ndarray:
-    """Magnitude inversion-recovery (MPRAGE-like) signal.
+MPRAGE_FLIP_DEG, MPRAGE_ECHO_SPACING_MS, MPRAGE_PARTITIONS = 8.0, 7.6, 256
 
-    S = PD * |1 - 2 exp(-TI/T1) + exp(-TR/T1)| * exp(-TE/T2). Arrays broadcast; T in ms.
+
+def t1w_signal(pd, t1, t2, shots: int = 8) -> np.ndarray:
+    """MPRAGE signal at the k-space centre, readout included (see the module docstring).
+
+    Each shot: inversion, free recovery until the readout starts (TI minus half the train),
+    ``MPRAGE_PARTITIONS`` excitations of ``MPRAGE_FLIP_DEG`` every ``MPRAGE_ECHO_SPACING_MS``
+    (the centre line after half of them), recovery until TR. ``shots`` repetitions reach the
+    periodic state (from 4 on the value changes by less than 1e-4).
+    S = PD * Mz(centre) * sin(flip) * exp(-TE/T2); arrays broadcast; T in ms.
     """
-    recovery = 1.0 - 2.0 * np.exp(-T1W_TI / t1) + np.exp(-T1W_TR / t1)
-    return pd * np.abs(recovery) * np.exp(-T1W_TE / t2)
+    pd, t1, t2 = (np.asarray(v, dtype=np.float64) for v in (pd, t1, t2))
+    flip = np.deg2rad(MPRAGE_FLIP_DEG)
+    train = MPRAGE_PARTITIONS * MPRAGE_ECHO_SPACING_MS
+    start = T1W_TI - train / 2
+    # One excitation followed by one echo spacing maps mz to a * mz + b.
+    a = np.cos(flip) * np.exp(-MPRAGE_ECHO_SPACING_MS / t1)
+    b = 1.0 - np.exp(-MPRAGE_ECHO_SPACING_MS / t1)
+
+    def recover(mz, ms):
+        return 1.0 - (1.0 - mz) * np.exp(-ms / t1)
+
+    def pulses(mz, count):
+        power = a**count
+        return power * mz + b * (1.0 - power) / (1.0 - a)
+
+    mz = np.ones_like(t1)
+    centre = mz
+    for _ in range(shots):
+        mz = recover(-mz, start)  # inversion, then recovery until the readout
+        centre = pulses(mz, MPRAGE_PARTITIONS // 2)
+        mz = pulses(mz, MPRAGE_PARTITIONS)
+        mz = recover(mz, T1W_TR - start - train)
+    return pd * centre * np.sin(flip) * np.exp(-T1W_TE / t2)
 
 
 def t2w_signal(pd: np.ndarray, t1: np.ndarray, t2: np.ndarray) -> np.ndarray:

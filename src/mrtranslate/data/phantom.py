@@ -2,7 +2,8 @@
 
 Anatomy comes from the MNI152 2009a tissue maps that ship inside nilearn (loaded offline).
 Every subject gets its own smooth nonlinear deformation and small affine transform, jittered
-tissue parameters, a smooth bias field per contrast, Rician noise and a jittered axial level
+tissue parameters, a smooth bias field (a receive-coil part shared by both contrasts plus a small
+independent part per contrast), Rician noise and a jittered axial level
 around MNI z = +12 mm (HCP's axial slice 120, the paper's slice). Both contrasts of a subject
 share one anatomy, so the pairs are registered. Optional white-matter lesions are dark on T1w and
 bright on T2w.
@@ -42,7 +43,8 @@ class PhantomSpec:
     z_jitter_mm: float = 2.0
     warp_mm: float = 2.5
     snr: tuple[float, float] = (25.0, 45.0)
-    bias_std: float = 0.08  # log-amplitude of the smooth multiplicative bias field
+    bias_std: float = 0.08  # log-amplitude of the smooth receive-coil bias, shared by T1w/T2w
+    bias_independent_std: float = 0.02  # log-amplitude of a small per-contrast part
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a one-line message when the spec is unusable."""
@@ -206,9 +208,13 @@ def make_subject(spec: PhantomSpec, index: int) -> dict[str, np.ndarray]:
         )
         frac["wm"] = frac["wm"] - frac["lesion"]
         mask = frac["brain"] > 0.5
+        # Both contrasts are received by the same coil: one shared smooth field, plus a small
+        # independent part per contrast (transmit and sequence differences).
+        coil = _smooth_field(rng, (h, w), (4, 4), spec.bias_std)
         for c, contrast in enumerate(("t1w", "t2w")):
             clean = sum(frac[t] * signals[t][c] for t in TISSUES)
-            bias = np.exp(_smooth_field(rng, (h, w), (4, 4), spec.bias_std))
+            own = _smooth_field(rng, (h, w), (4, 4), spec.bias_independent_std)
+            bias = np.exp(coil + own)
             sigma = signals["wm"][c] / snr[c]
             noisy = _rician(rng, clean * bias, sigma) * mask
             divisor = robust_scale(noisy, mask)
