@@ -217,3 +217,11 @@ def test_cost_model_extrapolates_from_measured_sizes():
     assert cpu.model_step("m", 1) == pytest.approx(0.10 * 304 * 256 / 4864, rel=0.01)
     with pytest.raises(KeyError):
         model({4: 0.1}).model_step("other", 4)
+
+
+def test_a_damaged_study_record_is_a_usage_error(small_phantom, tmp_path, capsys):
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "study.json").write_text('{"plan": {"steps": "x"')
+    args = ["study", "--data", str(small_phantom), "--out", str(out), "--quiet"]
+    assert "study.json is damaged" in usage_error(capsys, args)

@@ -102,13 +102,18 @@ def _existing_mode(out: Path) -> _Mode | None:
     path = out / "study.json"
     if not path.is_file():
         return None
-    recorded = json.loads(path.read_text(encoding="utf-8"))
-    plan = recorded.get("plan")
-    return _Mode(
-        profile=recorded.get("profile", "quick"),
-        plan=StudyPlan.from_dict(plan) if plan else None,
-        budget_minutes=recorded.get("budget_minutes"),
-    )
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        plan = recorded.get("plan")
+        return _Mode(
+            profile=recorded.get("profile") or "quick",
+            plan=StudyPlan.from_dict(plan) if plan else None,
+            budget_minutes=recorded.get("budget_minutes"),
+        )
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise UsageError(
+            f"{path} is damaged ({type(exc).__name__}); delete it to plan the study again"
+        ) from None
 
 
 def _plan_study(
