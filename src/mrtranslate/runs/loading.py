@@ -12,7 +12,7 @@ import torch
 from mrtranslate.config import RunConfig
 from mrtranslate.errors import UsageError
 from mrtranslate.hardware import inference_precision, resolve_device
-from mrtranslate.methods import Method, build_method
+from mrtranslate.methods import Method, build_method, display_name
 from mrtranslate.runs import layout
 from mrtranslate.runs.checkpoint import load_checkpoint
 from mrtranslate.runs.records import EvalSummary, RunRecord
@@ -55,12 +55,20 @@ class LoadedRun:
         )
 
 
-def load_record(run_dir: str | Path, model: str = "", profile: str = "") -> RunRecord:
-    """``run.json`` of ``run_dir``, or a minimal record when the file is missing."""
+def load_record(run_dir: str | Path, config: RunConfig | None = None) -> RunRecord:
+    """``run.json`` of ``run_dir``; when it is missing, a minimal record built from ``config``
+    (model, display name, profile and the configured precision)."""
     path = layout.record_path(run_dir)
-    if not path.is_file():
-        return RunRecord(model=model, display_name=model, profile=profile)
-    return RunRecord.load(path)
+    if path.is_file():
+        return RunRecord.load(path)
+    if config is None:
+        raise UsageError(f"{run_dir} has no run record ({path.name})")
+    return RunRecord(
+        model=config.model,
+        display_name=display_name(config.model),
+        profile=config.profile,
+        precision=config.train.precision,
+    )
 
 
 def load_run(
@@ -97,8 +105,7 @@ def load_run(
     method.to(device).eval()
     if cfg.train.channels_last:
         method.to(memory_format=torch.channels_last)
-    record = load_record(run_dir, cfg.model, cfg.profile)
-    trained = record.precision if layout.record_path(run_dir).is_file() else cfg.train.precision
+    record = load_record(run_dir, cfg)
     return LoadedRun(
         run_dir=run_dir,
         config=cfg,
@@ -107,7 +114,7 @@ def load_run(
         data_image_shape=tuple(state["data_image_shape"]),
         model_image_shape=shape,
         device=device,
-        precision=inference_precision(trained, device),
+        precision=inference_precision(record.precision, device),
     )
 
 
