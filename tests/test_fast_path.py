@@ -75,6 +75,9 @@ def test_torch_compile_on_and_off_agree():
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
 
 
+PLAIN_FAST = ["direct", "auto"]
+
+
 def test_bench_writes_valid_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     code = main(
@@ -99,8 +102,12 @@ def test_bench_writes_valid_json(tmp_path, capsys):
     assert {"machine", "ceilings", "results", "skipped"} <= set(report)
     native = report["machine"]["bf16_native"]
     assert native == resolve_precision("auto", "cpu").bf16_native
-    expected = ["fp32", "bf16"] if native else ["fp32"]
-    assert [r["precision"] for r in report["results"]] == expected
+    expected = [(p, a) for p in (["fp32", "bf16"] if native else ["fp32"]) for a in PLAIN_FAST]
+    assert [(r["precision"], r["conv_algorithm"]) for r in report["results"]] == expected
+    for plain, fast in zip(report["results"][::2], report["results"][1::2], strict=True):
+        ratio = plain["train_step_seconds_median"] / fast["train_step_seconds_median"]
+        assert fast["speedup_vs_direct"]["train"] == pytest.approx(ratio)
+        assert plain["conv_algorithms"] == {"direct": 4} and "speedup_vs_direct" not in plain
     assert bool(report["skipped"]) != native
     assert report["machine"]["device"] == "cpu" and report["machine"]["cpu_capability"]
     for r in report["results"]:
@@ -136,7 +143,7 @@ def test_bench_skips_emulated_bf16_with_a_note(tmp_path, capsys, monkeypatch):
     args = ["bench", "--models", "simple", "--size", "32", "--metrics-images", "4"]
     assert main([*args, "--repeats", "1", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert [r["precision"] for r in report["results"]] == ["fp32"]
+    assert [r["precision"] for r in report["results"]] == ["fp32", "fp32"]
     assert report["ceilings"]["conv3x3_bf16_gflops"] is None
     assert report["machine"]["bf16_native"] is False
     assert "bf16 skipped: not native" in report["skipped"][0]["reason"]

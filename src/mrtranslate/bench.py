@@ -122,16 +122,19 @@ def quick_step_seconds(
     device: torch.device,
     precision: str,
     repeats: int = 3,
-) -> float:
+) -> tuple[float, dict[str, str]]:
     """Median seconds of a training step of ``model`` at the quick profile's networks, on random
-    images of ``size`` (after two warm-up steps): the study planner's calibration."""
+    images of ``size`` (after two warm-up steps), with each convolution's algorithm measured
+    fastest here: the study planner's calibration. Returns (seconds, algorithm per layer)."""
     cfg = make_config(model, "quick")
     apply_overrides(cfg, [f"train.batch_size={batch}", "train.steps_per_epoch=1000"])
     with _trainer(model, cfg, size, batch, device, precision) as trainer:
+        choice = trainer.prepare_convolutions()
         step = iter(range(10**6))
-        return statistics.median(
+        seconds = statistics.median(
             _timed(lambda: trainer.train_step(next(step)), repeats, warmup=2, device=device)
         )
+        return seconds, choice.algorithms
 
 
 def bench_model(
@@ -143,8 +146,11 @@ def bench_model(
     channels_last: bool = False,
     compile_nets: bool = False,
     device: torch.device = CPU,
+    conv_algorithm: str = "auto",
 ) -> dict:
-    """Throughput, FLOPs and achieved GFLOP/s of one model at the paper's configuration."""
+    """Throughput, FLOPs and achieved GFLOP/s of one model at the paper's configuration, with
+    each convolution's algorithm measured (``auto``) or PyTorch's own (``direct``: the plain
+    path, equivalent to the reference implementation's)."""
     cfg = make_config(model, "paper")
     apply_overrides(
         cfg,
@@ -153,11 +159,13 @@ def bench_model(
             f"train.batch_size={batch}",
             f"train.channels_last={channels_last}",
             f"train.compile={compile_nets}",
+            f"train.conv_algorithm={conv_algorithm}",
             "train.steps_per_epoch=1000",
             "net.unit_dropout=0",
         ],
     )
     with _trainer(model, cfg, size, batch, device, precision) as trainer:
+        choice = trainer.prepare_convolutions()
         step = iter(range(10**6))
         train_times = _timed(lambda: trainer.train_step(next(step)), repeats, device=device)
         train_flops = count_flops(lambda: trainer.train_step(next(step)))
@@ -172,6 +180,9 @@ def bench_model(
         "batch": batch,
         "channels_last": channels_last,
         "compile": compile_nets,
+        "conv_algorithm": conv_algorithm,
+        "conv_algorithms": choice.counts(),
+        "conv_tuning_seconds": choice.seconds,
         "repeats": repeats,
     }
     median = statistics.median(train_times)
@@ -234,6 +245,7 @@ def run_bench(
     progress: Callable[[str], None] | None = None,
     metrics_images: int = 2130,
     device: str = "auto",
+    conv_algorithms: tuple[str, ...] = ("direct", "auto"),
 ) -> dict:
     """The whole benchmark: machine ceilings, one result per (model, precision), and the time
     of the evaluation measures for ``metrics_images`` image pairs (213 test images x 5 models x
@@ -241,6 +253,9 @@ def run_bench(
     images, at the paper's 304x256.
 
     bf16 is skipped, with a note in ``skipped``, where it is not native (see the module doc).
+    ``conv_algorithms``: ``direct`` measures the plain path (PyTorch's own convolutions, the
+    reference implementation's), ``auto`` the per-layer algorithms measured fastest here; with
+    both, each ``auto`` result carries ``speedup_vs_direct`` (same model, same precision).
     """
     say = progress or (lambda message: None)
     torch_device = resolve_device(device)
@@ -258,14 +273,31 @@ def run_bench(
     results = []
     for model in models:
         for precision in precisions:
-            say(f"{display_name(model)} {precision} at {size[0]}x{size[1]}, batch {batch}")
-            res = bench_model(
-                model, precision, size, batch, repeats, channels_last, compile_nets, torch_device
-            )
-            peak = ceilings[f"conv3x3_{precision}_gflops"]
-            res["train_fraction_of_conv_peak"] = res["train_gflops_per_second"] / peak
-            res["infer_b16_fraction_of_conv_peak"] = res["infer_b16_gflops_per_second"] / peak
-            results.append(res)
+            plain = None
+            for algorithm in conv_algorithms:
+                say(
+                    f"{display_name(model)} {precision} at {size[0]}x{size[1]}, batch {batch}, "
+                    f"convolutions {algorithm}"
+                )
+                res = bench_model(
+                    model,
+                    precision,
+                    size,
+                    batch,
+                    repeats,
+                    channels_last,
+                    compile_nets,
+                    torch_device,
+                    algorithm,
+                )
+                peak = ceilings[f"conv3x3_{precision}_gflops"]
+                res["train_fraction_of_conv_peak"] = res["train_gflops_per_second"] / peak
+                res["infer_b16_fraction_of_conv_peak"] = res["infer_b16_gflops_per_second"] / peak
+                if algorithm == "direct":
+                    plain = res
+                elif plain is not None:
+                    res["speedup_vs_direct"] = _speedups(plain, res)
+                results.append(res)
     say(f"evaluation measures for {metrics_images} image pairs")
     return {
         "metrics": _metrics_timing(metrics_images),
@@ -274,6 +306,16 @@ def run_bench(
         "skipped": skipped,
         "results": results,
     }
+
+
+def _speedups(plain: dict, fast: dict) -> dict:
+    """How many times faster ``fast`` is than ``plain`` (training step, inference at b1/b16)."""
+    keys = {
+        "train": "train_step_seconds_median",
+        "infer_b1": "infer_b1_seconds_per_image",
+        "infer_b16": "infer_b16_seconds_per_image",
+    }
+    return {name: plain[key] / fast[key] for name, key in keys.items()}
 
 
 def _metrics_timing(images: int) -> dict:
@@ -316,16 +358,19 @@ def format_table(report: dict) -> str:
         f"ceilings (GFLOP/s): conv3x3 fp32 {gflops('conv3x3_fp32_gflops')}, bf16 "
         f"{gflops('conv3x3_bf16_gflops')}; matmul fp32 {gflops('matmul_fp32_gflops')}, bf16 "
         f"{gflops('matmul_bf16_gflops')}  ({machine['threads']} threads)",
-        f"{'model':<13}{'prec':<6}{'train s/step':>20}{'img/s':>8}{'GFLOP/step':>11}"
-        f"{'GFLOP/s':>9}{'%peak':>7}{'infer b1 s/img':>16}{'b16 s/img':>11}{'%peak':>7}",
+        f"{'model':<13}{'prec':<6}{'conv':<7}{'train s/step':>20}{'x plain':>8}{'img/s':>8}"
+        f"{'GFLOP/step':>11}{'GFLOP/s':>9}{'%peak':>7}{'infer b1 s/img':>16}{'b16 s/img':>11}"
+        f"{'%peak':>7}",
     ]
     for r in report["results"]:
         spread = (
             f"{r['train_step_seconds_median']:.3f} ({r['train_step_seconds_min']:.2f}-"
             f"{r['train_step_seconds_max']:.2f})"
         )
+        speedup = r.get("speedup_vs_direct", {}).get("train")
         lines.append(
-            f"{r['display_name']:<13}{r['precision']:<6}{spread:>20}"
+            f"{r['display_name']:<13}{r['precision']:<6}{r['conv_algorithm']:<7}{spread:>20}"
+            f"{'' if speedup is None else f'{speedup:.2f}x':>8}"
             f"{r['train_images_per_second']:>8.2f}{r['train_step_gflop']:>11.1f}"
             f"{r['train_gflops_per_second']:>9.0f}{100 * r['train_fraction_of_conv_peak']:>6.0f}%"
             f"{r['infer_b1_seconds_per_image']:>16.4f}{r['infer_b16_seconds_per_image']:>11.4f}"

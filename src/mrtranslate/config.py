@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 PROFILES = ("paper", "quick", "tiny")
+CONV_ALGORITHM_CHOICES = ("auto", "direct")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -68,6 +69,7 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0 = PyTorch's default
     channels_last: bool = False  # NHWC memory format (measured slower here: see README)
     compile: bool = False  # torch.compile each network (pays off for long runs)
+    conv_algorithm: str = "auto"  # auto: fastest measured per layer; direct: PyTorch's own
     log_every: int = 25  # steps between TensorBoard scalars
     checkpoint_every: int = 0  # steps between extra checkpoints (0 = at each epoch end only)
 
@@ -93,6 +95,10 @@ class TrainConfig:
             raise ValueError(f"train.lr must be positive, got {self.lr}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError("train.beta1 and train.beta2 must be in [0, 1)")
+        if self.conv_algorithm not in CONV_ALGORITHM_CHOICES:
+            raise ValueError(
+                f"train.conv_algorithm must be one of {', '.join(CONV_ALGORITHM_CHOICES)}"
+            )
         if self.precision not in PRECISIONS:
             raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}")
         if not (self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device)):

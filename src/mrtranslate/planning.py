@@ -124,6 +124,9 @@ class ModelPlan:
     seconds_per_step: float
     train_seconds: float
     evaluate_seconds: float
+    # algorithm per convolution layer, measured in the calibration at the planned size; a
+    # replayed plan trains with exactly these (layers not named: direct)
+    conv_algorithms: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -267,6 +270,7 @@ def build_plan(
     device: str,
     precision: str,
     calibration: dict | None = None,
+    conv_algorithms: dict | None = None,
 ) -> StudyPlan:
     """Choose size and steps for the time left (``PLANNED_FRACTION`` of the budget, less what
     was already spent) and describe the result."""
@@ -279,6 +283,7 @@ def build_plan(
             seconds_per_step=cost.model_step(m, factor),
             train_seconds=cost.model_step(m, factor) * steps + cost.overhead_per_model,
             evaluate_seconds=cost.evaluate_seconds(m, factor),
+            conv_algorithms=dict((conv_algorithms or {}).get((m, factor), {})),
         )
         for m in cost.models
     ]
@@ -323,6 +328,7 @@ class _Calibration:
         self.start = time.perf_counter()
         self.factors, self.base = candidate_factors(study.data_shape)
         self.step_seconds: dict = {}
+        self.conv_algorithms: dict = {}
         h, w = working_shape(study.data_shape, self.base)
         self.metric_cost = metrics_seconds((h, w), 16) / (16 * h * w)
 
@@ -335,9 +341,11 @@ class _Calibration:
 
         shape = working_shape(self.study.data_shape, factor)
         for model in self.study.models:
-            self.step_seconds[(model, factor)] = quick_step_seconds(
+            seconds, algorithms = quick_step_seconds(
                 model, shape, BATCH, self.device, self.precision
             )
+            self.step_seconds[(model, factor)] = seconds
+            self.conv_algorithms[(model, factor)] = algorithms
         self.say(
             f"calibration at {shape[0]}x{shape[1]}: "
             + ", ".join(
@@ -372,6 +380,7 @@ class _Calibration:
             str(self.device),
             self.precision,
             record,
+            self.conv_algorithms,
         )
 
 

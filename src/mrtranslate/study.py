@@ -259,6 +259,14 @@ def _choose_mode(
     return mode
 
 
+def _planned_convolutions(plan: StudyPlan | None, model: str) -> dict[str, str] | None:
+    """The convolution algorithms a plan fixed for ``model`` (all direct if it fixed none), so
+    that the same plan gives the same numbers; ``None`` without a plan (measured at training)."""
+    if plan is None:
+        return None
+    return next((m.conv_algorithms for m in plan.models if m.model == model), {})
+
+
 def _train_and_evaluate(
     opts: StudyOptions, mode: _Mode, data_dir: Path, run_dir: Path, clock: _Clock, label: str
 ) -> dict[str, float]:
@@ -284,6 +292,7 @@ def _train_and_evaluate(
             resume=state is False,
             progress=opts.progress,
             plan=mode.plan.to_dict() if mode.plan else None,
+            conv_algorithms=_planned_convolutions(mode.plan, model),
         )
         clock.stage_done(model, "train", t0)
     seconds = {f"train_{model}": time.perf_counter() - t0}

@@ -42,6 +42,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     bench.add_argument("--compile", action="store_true", help="torch.compile the networks")
     bench.add_argument(
+        "--conv-algorithm",
+        choices=("both", "auto", "direct"),
+        default="both",
+        help="direct: PyTorch's own convolutions (the plain path, like the reference "
+        "implementation); auto: per layer the fastest algorithm measured on this machine "
+        "(direct, channels-last or Winograd); both (default): each model both ways, with the "
+        "speed-up",
+    )
+    bench.add_argument(
         "--metrics-images",
         type=int,
         default=2130,
@@ -88,6 +97,9 @@ def run_bench(args: argparse.Namespace) -> int:
         progress=lambda m: print(f"[bench] {m}", file=sys.stderr, flush=True),
         metrics_images=max(1, args.metrics_images),
         device=args.device,
+        conv_algorithms=("direct", "auto")
+        if args.conv_algorithm == "both"
+        else (args.conv_algorithm,),
     )
     print(format_table(report))
     if args.json:

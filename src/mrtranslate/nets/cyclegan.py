@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mrtranslate.nets.conv import Conv2d
+
 
 def _norm(channels: int) -> nn.InstanceNorm2d:
     return nn.InstanceNorm2d(channels, affine=True, eps=1e-5)
@@ -23,10 +25,10 @@ class ResidualBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1),
+            Conv2d(channels, channels, 3, padding=1),
             _norm(channels),
             nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, 3, padding=1),
+            Conv2d(channels, channels, 3, padding=1),
             _norm(channels),
         )
 
@@ -54,13 +56,13 @@ class ResnetGenerator(nn.Module):
         w = width
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
-            nn.Conv2d(in_channels, w, 7),
+            Conv2d(in_channels, w, 7),
             _norm(w),
             nn.ReLU(inplace=True),
         ]
         for mult in (1, 2):
             layers += [
-                nn.Conv2d(w * mult, w * mult * 2, 3, stride=2, padding=1),
+                Conv2d(w * mult, w * mult * 2, 3, stride=2, padding=1),
                 _norm(w * mult * 2),
                 nn.ReLU(inplace=True),
             ]
@@ -73,7 +75,7 @@ class ResnetGenerator(nn.Module):
                 _norm(w * mult // 2),
                 nn.ReLU(inplace=True),
             ]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(w, out_channels, 7), nn.Tanh()]
+        layers += [nn.ReflectionPad2d(3), Conv2d(w, out_channels, 7), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -102,16 +104,16 @@ class PatchDiscriminator(nn.Module):
         super().__init__()
         w = width
         layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, w, 4, stride=2, padding=1),
+            Conv2d(in_channels, w, 4, stride=2, padding=1),
             nn.LeakyReLU(0.2, inplace=True),
         ]
         for mult_in, mult_out, stride in ((1, 2, 2), (2, 4, 2), (4, 8, 1)):
             layers += [
-                nn.Conv2d(w * mult_in, w * mult_out, 4, stride=stride, padding=1),
+                Conv2d(w * mult_in, w * mult_out, 4, stride=stride, padding=1),
                 _norm(w * mult_out),
                 nn.LeakyReLU(0.2, inplace=True),
             ]
-        layers.append(nn.Conv2d(w * 8, 1, 4, stride=1, padding=1))
+        layers.append(Conv2d(w * 8, 1, 4, stride=1, padding=1))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

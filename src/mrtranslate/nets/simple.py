@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mrtranslate.nets.conv import Conv2d
+
 
 class SimpleTranslator(nn.Module):
     """1x1 conv with ``width`` filters and ReLU, then a linear 1x1 conv to ``out_channels``.
@@ -16,9 +18,9 @@ class SimpleTranslator(nn.Module):
     def __init__(self, *, in_channels: int = 1, out_channels: int = 1, width: int = 256):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(in_channels, width, 1),
+            Conv2d(in_channels, width, 1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(width, out_channels, 1),
+            Conv2d(width, out_channels, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

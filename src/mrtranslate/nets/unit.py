@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mrtranslate.nets.conv import Conv2d
+
 
 class UnitResBlock(nn.Module):
     """conv3x3 - IN - ReLU - conv3x3 - IN (- dropout in training) plus the input."""
@@ -29,10 +31,10 @@ class UnitResBlock(nn.Module):
     def __init__(self, channels: int, dropout: float = 0.0):
         super().__init__()
         layers: list[nn.Module] = [
-            nn.Conv2d(channels, channels, 3, padding=1),
+            Conv2d(channels, channels, 3, padding=1),
             nn.InstanceNorm2d(channels, affine=True),
             nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, 3, padding=1),
+            Conv2d(channels, channels, 3, padding=1),
             nn.InstanceNorm2d(channels, affine=True),
         ]
         if dropout > 0:
@@ -59,11 +61,11 @@ class UnitEncoder(nn.Module):
         super().__init__()
         act = nn.LeakyReLU(0.01, inplace=True)
         self.net = nn.Sequential(
-            nn.Conv2d(in_channels, width, 7, padding=3),
+            Conv2d(in_channels, width, 7, padding=3),
             act,
-            nn.Conv2d(width, width * 2, 3, stride=2, padding=1),
+            Conv2d(width, width * 2, 3, stride=2, padding=1),
             act,
-            nn.Conv2d(width * 2, width * 4, 3, stride=2, padding=1),
+            Conv2d(width * 2, width * 4, 3, stride=2, padding=1),
             act,
             *[UnitResBlock(width * 4, dropout) for _ in range(blocks)],
         )
@@ -111,11 +113,11 @@ class UnitScaleDiscriminator(nn.Sequential):
         channels = in_channels
         for mult in (1, 2, 4, 8):
             layers += [
-                nn.Conv2d(channels, width * mult, 3, stride=2, padding=1),
+                Conv2d(channels, width * mult, 3, stride=2, padding=1),
                 nn.LeakyReLU(0.01, inplace=True),
             ]
             channels = width * mult
-        layers.append(nn.Conv2d(channels, 1, 1))
+        layers.append(Conv2d(channels, 1, 1))
         super().__init__(*layers)
 
 

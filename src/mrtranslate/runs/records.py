@@ -48,6 +48,7 @@ class RunRecord:
     seed: int = 0
     precision: str = "fp32"
     precision_choice: dict[str, Any] | None = None
+    conv_algorithms: dict[str, Any] | None = None  # per-layer algorithm and its measurements
     device: str = "cpu"
     world_size: int = 1
     parameters: dict[str, int] = field(default_factory=dict)

@@ -25,6 +25,7 @@ from mrtranslate.methods import get as get_spec
 from mrtranslate.nets import count_parameters
 from mrtranslate.runs import RunRecord, layout, load_latest_checkpoint
 from mrtranslate.runs.checkpoint import previous_path
+from mrtranslate.training.conv_tuning import fixed_choice
 from mrtranslate.training.distributed import (
     DistInfo,
     barrier,
@@ -191,12 +192,16 @@ def train_run(
     progress: bool = True,
     stop_after: int | None = None,
     plan: dict | None = None,
+    conv_algorithms: dict[str, str] | None = None,
 ) -> RunRecord:
     """Train (or resume) ``model`` on the data set ``data_dir`` into ``run_dir``.
 
     Returns the run record (also written to ``run.json``). ``stop_after`` limits the number of
     steps of this call (for tests and time-boxed jobs); the run can be resumed later. ``plan``:
     the study plan that chose this run's settings, recorded in ``config.json`` and ``run.json``.
+    ``conv_algorithms``: the algorithm of each convolution layer (the plan's; layers not named
+    are computed directly) instead of measuring them (``train.conv_algorithm``); a resumed run
+    keeps those of its checkpoint.
     """
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     setup = _check_inputs(model, data_dir, run_dir, profile, overrides or [], resume)
@@ -214,6 +219,8 @@ def train_run(
         trainer = Trainer(
             method, cfg.train, data, run_dir, device, dist_info, progress, writer, choice.precision
         )
+        if conv_algorithms is not None:
+            trainer.conv_choice = fixed_choice(method, conv_algorithms, "fixed by the study plan")
         if setup.state is not None:
             trainer.load_state_dict(setup.state)
         extra = {
@@ -251,6 +258,8 @@ def _progress(record: RunRecord, trainer: Trainer) -> RunRecord:
     """Update ``record`` with the trainer's steps and epoch times."""
     seconds = list(trainer.state.epoch_seconds)
     record.steps_done = trainer.state.step
+    if trainer.conv_choice is not None:
+        record.conv_algorithms = trainer.conv_choice.to_dict()
     record.total_steps = trainer.total_steps
     record.steps_per_epoch = trainer.steps_per_epoch
     record.finished = trainer.finished

@@ -24,7 +24,8 @@ from mrtranslate.errors import TrainingError
 from mrtranslate.hardware import autocast, resolve_precision
 from mrtranslate.methods.base import Method
 from mrtranslate.runs import layout, save_checkpoint
-from mrtranslate.training.distributed import DistInfo, average_gradients
+from mrtranslate.training.conv_tuning import ConvChoice, fixed_choice, tune_convolutions
+from mrtranslate.training.distributed import DistInfo, average_gradients, broadcast_object
 from mrtranslate.training.seed import epoch_order, step_seed
 
 
@@ -121,6 +122,7 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.decay_steps = self.steps_per_epoch * cfg.decay_epochs
         self.state = TrainState()
+        self.conv_choice: ConvChoice | None = None
         self._order_cache: tuple[int, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     # ---------------------------------------------------------------- state
@@ -133,6 +135,7 @@ class Trainer:
             "total_steps": self.total_steps,
             "epoch_seconds": list(self.state.epoch_seconds),
             "rng_torch": torch.get_rng_state(),
+            "conv_choice": self.conv_choice.to_dict() if self.conv_choice else None,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -144,6 +147,24 @@ class Trainer:
             step=int(state["step"]), epoch_seconds=[float(s) for s in state["epoch_seconds"]]
         )
         torch.set_rng_state(state["rng_torch"])
+        if state.get("conv_choice"):  # resume with the same algorithms: the same numbers
+            self.conv_choice = ConvChoice.from_dict(state["conv_choice"])
+            self.conv_choice.apply(self.method)
+
+    def prepare_convolutions(self) -> ConvChoice:
+        """Choose each convolution's algorithm (once; kept on resume): measured on this machine
+        with ``train.conv_algorithm=auto``, PyTorch's direct convolution with ``direct``.
+        Distributed ranks take rank 0's choice, so all compute the same function."""
+        if self.conv_choice is None:
+            if self.cfg.conv_algorithm == "direct":
+                choice = fixed_choice(self.method, {}, "train.conv_algorithm=direct")
+            elif self.dist.is_main:
+                choice = tune_convolutions(self.method, self.batch(0), self._autocast)
+            else:
+                choice = None
+            self.conv_choice = broadcast_object(choice, self.dist)
+            self.conv_choice.apply(self.method)
+        return self.conv_choice
 
     def save(self, extra: dict) -> None:
         if self.dist.is_main:
@@ -229,6 +250,10 @@ class Trainer:
 
     def fit(self, extra: dict, stop_after: int | None = None) -> TrainState:
         """Train until the end (or ``stop_after`` more steps), checkpointing at epoch ends."""
+        choice = self.prepare_convolutions()
+        if self.progress and self.state.step == 0:
+            counts = ", ".join(f"{n} {a}" for a, n in sorted(choice.counts().items()))
+            tqdm.write(f"convolutions: {counts} ({choice.reason}; {choice.seconds:.1f} s)")
         self.method.train()
         end = (
             self.total_steps

@@ -1,0 +1,84 @@
+"""A 2-D convolution layer that can compute the same function by one of several algorithms.
+
+:class:`Conv2d` is ``torch.nn.Conv2d`` (same parameters, same state dict) with an
+``algorithm`` attribute, chosen per layer by measurement
+(:mod:`mrtranslate.training.conv_tuning`):
+
+- ``direct``: PyTorch's own convolution in the input's memory format (the default);
+- ``channels_last``: the input is converted to NHWC for this layer only and the result back to
+  NCHW. On some CPUs oneDNN has much faster NHWC kernels for some shapes (a 32 -> 1 channel 7x7
+  convolution was 2.5x faster in NHWC on an AVX2 kernel set), on others it is slower;
+- ``winograd``: Winograd minimal filtering (:mod:`mrtranslate.nets.winograd`), for stride-1,
+  zero-padded, ungrouped convolutions with square 2..5 kernels, in float32 only (under bf16
+  autocast the layer falls back to ``direct``).
+
+All three agree up to floating-point rounding (tested).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mrtranslate.nets.winograd import TILE, winograd_conv2d
+
+ALGORITHMS = ("direct", "channels_last", "winograd")
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` with a selectable algorithm (attribute ``algorithm``, default ``direct``).
+
+    Input (N, C, H, W) float; output as ``nn.Conv2d``. The algorithm is not part of the state
+    dict: it is a property of the machine, recorded by the trainer in ``run.json``.
+    """
+
+    algorithm: str = "direct"
+
+    def candidates(self) -> tuple[str, ...]:
+        """The algorithms that can compute this layer."""
+        winograd_ok = (
+            self.stride == (1, 1)
+            and self.dilation == (1, 1)
+            and self.groups == 1
+            and self.padding_mode == "zeros"
+            and isinstance(self.padding, tuple)
+            and self.padding[0] == self.padding[1]
+            and self.kernel_size[0] == self.kernel_size[1]
+            and 2 <= self.kernel_size[0] <= TILE - 1
+        )
+        return ALGORITHMS if winograd_ok else ALGORITHMS[:2]
+
+    def set_algorithm(self, algorithm: str) -> None:
+        if algorithm not in self.candidates():
+            choices = ", ".join(self.candidates())
+            raise ValueError(f"{algorithm!r} cannot compute {self}; choose from {choices}")
+        self.algorithm = algorithm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.algorithm == "winograd" and _plain_fp32(x):
+            return winograd_conv2d(x, self.weight, self.bias, self.padding[0])
+        if self.algorithm == "channels_last" and x.dim() == 4:
+            out = super().forward(x.contiguous(memory_format=torch.channels_last))
+            return out.contiguous(memory_format=torch.contiguous_format)
+        return super().forward(x)
+
+
+def _plain_fp32(x: torch.Tensor) -> bool:
+    """True when the convolution would run in float32 (no autocast to a lower precision)."""
+    return x.dtype == torch.float32 and not torch.is_autocast_enabled(x.device.type)
+
+
+def set_algorithms(module: nn.Module, choices: dict[str, str]) -> None:
+    """Set the algorithm of each :class:`Conv2d` in ``module`` named in ``choices``
+    (names as in ``module.named_modules()``); others are left as they are."""
+    for name, layer in module.named_modules():
+        if isinstance(layer, Conv2d) and name in choices:
+            layer.set_algorithm(choices[name])
+
+
+def conv_layers(module: nn.Module) -> dict[str, Conv2d]:
+    """The selectable convolutions of ``module`` by name."""
+    return {name: m for name, m in module.named_modules() if isinstance(m, Conv2d)}
+
+
+__all__ = ["ALGORITHMS", "Conv2d", "conv_layers", "set_algorithms"]

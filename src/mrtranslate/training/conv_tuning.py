@@ -1,0 +1,205 @@
+"""Choose, per convolution layer and by measurement on this machine, the fastest algorithm that
+computes it (:class:`mrtranslate.nets.conv.Conv2d`): direct, channels-last or Winograd.
+
+Which is fastest depends on the CPU's instruction set and on the layer's shape (on an AVX2 kernel
+set, Winograd F(3x3, 4x4) made the PatchGAN's stride-1 256 -> 512 layer 1.5-1.8x faster and an
+NHWC 32 -> 1 channel 7x7 convolution was 2.5x faster than NCHW; on AVX-512 the ranking differs),
+so nothing is assumed: each distinct (layer configuration, input shape) is timed forward and
+backward in the training precision, and an algorithm other than ``direct`` is kept only if it
+saves at least ``min_gain`` of the layer's time. Identical layers (the 18 residual convolutions of
+a generator) are measured once.
+
+The shapes are found by running one generator and one discriminator step on a deep copy of the
+method (the real method, its image pool and the random number generator are left untouched).
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from mrtranslate.nets.conv import Conv2d, conv_layers, set_algorithms
+
+
+@dataclass
+class ConvChoice:
+    """The algorithm chosen for each selectable convolution and how it was decided."""
+
+    algorithms: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+    seconds: float = 0.0  # time spent measuring
+    # per measured configuration: {"layer": ..., "shape": [...], "ms": {algorithm: ms}}
+    measurements: list[dict] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for algorithm in self.algorithms.values():
+            out[algorithm] = out.get(algorithm, 0) + 1
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "algorithms": dict(self.algorithms),
+            "counts": self.counts(),
+            "reason": self.reason,
+            "seconds": round(self.seconds, 3),
+            "measurements": self.measurements,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ConvChoice:
+        return cls(
+            algorithms=dict(data.get("algorithms", {})),
+            reason=str(data.get("reason", "")),
+            seconds=float(data.get("seconds", 0.0)),
+            measurements=list(data.get("measurements", [])),
+        )
+
+    def apply(self, module: torch.nn.Module) -> None:
+        set_algorithms(module, self.algorithms)
+
+
+def fixed_choice(module: torch.nn.Module, algorithms: dict[str, str], reason: str) -> ConvChoice:
+    """``algorithms`` for the layers it names, ``direct`` for the other convolutions of
+    ``module``, set on ``module``. Raises ValueError for a name ``module`` does not have."""
+    layers = conv_layers(module)
+    unknown = sorted(set(algorithms) - set(layers))
+    if unknown:
+        raise ValueError(f"no convolution layer named {', '.join(unknown)}")
+    choice = ConvChoice({name: algorithms.get(name, "direct") for name in layers}, reason=reason)
+    choice.apply(module)
+    return choice
+
+
+def record_input_shapes(
+    method, batch: dict[str, torch.Tensor], autocast: Callable
+) -> dict[str, list[tuple[int, ...]]]:
+    """Input shapes of every :class:`Conv2d` of ``method`` in one generator and one discriminator
+    step on ``batch``, run on a deep copy of ``method`` with the RNG state restored."""
+    probe = copy.deepcopy(method)
+    shapes: dict[str, list[tuple[int, ...]]] = {}
+    hooks = []
+    for name, layer in conv_layers(probe).items():
+
+        def hook(_module, inputs, name=name):
+            shape = tuple(inputs[0].shape)
+            if shape not in shapes.setdefault(name, []):
+                shapes[name].append(shape)
+
+        hooks.append(layer.register_forward_pre_hook(hook))
+    rng = torch.get_rng_state()
+    try:
+        with torch.no_grad(), autocast():
+            _loss, _logs, fakes = probe.generator_step(batch)
+            if probe.discriminator_parameters():
+                probe.discriminator_step(batch, fakes)
+    finally:
+        torch.set_rng_state(rng)
+        for h in hooks:
+            h.remove()
+    return shapes
+
+
+def _signature(layer: Conv2d, shape: tuple[int, ...]) -> tuple:
+    return (
+        layer.in_channels,
+        layer.out_channels,
+        layer.kernel_size,
+        layer.stride,
+        layer.padding,
+        layer.dilation,
+        layer.groups,
+        layer.bias is not None,
+        layer.padding_mode,
+        shape,
+    )
+
+
+def time_layer(
+    layer: Conv2d,
+    shape: tuple[int, ...],
+    algorithm: str,
+    autocast: Callable,
+    repeats: int = 3,
+) -> float:
+    """Median seconds of forward + backward (input and weight gradients) of ``layer`` computed by
+    ``algorithm`` on random input of ``shape`` (after one warm-up call)."""
+    layer = copy.deepcopy(layer)
+    layer.set_algorithm(algorithm)
+    device = layer.weight.device
+    x = torch.randn(shape, device=device, requires_grad=True)
+    params = [p for p in layer.parameters() if p.requires_grad]
+
+    def run() -> None:
+        with autocast():
+            out = layer(x)
+        torch.autograd.grad(out.float().sum(), [x, *params])
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def tune_convolutions(
+    method,
+    batch: dict[str, torch.Tensor],
+    autocast: Callable,
+    min_gain: float = 0.1,
+    repeats: int = 3,
+) -> ConvChoice:
+    """Measure and set the fastest algorithm of every :class:`Conv2d` in ``method``.
+
+    Args:
+        method: the method to tune (its layers' ``algorithm`` attributes are set).
+        batch: a training batch of the real shapes ({"t1w", "t2w"}: (B, 1, H, W)).
+        autocast: a context-manager factory giving the training precision.
+        min_gain: fraction of a layer's direct time an algorithm must save to be chosen.
+        repeats: timed calls per (configuration, algorithm).
+    """
+    start = time.perf_counter()
+    shapes = record_input_shapes(method, batch, autocast)
+    layers = conv_layers(method)
+    cache: dict[tuple, dict[str, float]] = {}
+    measurements = []
+    choice: dict[str, str] = {}
+    for name, layer in layers.items():
+        totals = dict.fromkeys(layer.candidates(), 0.0)
+        for shape in shapes.get(name, []):
+            key = _signature(layer, shape)
+            if key not in cache:
+                cache[key] = {
+                    algorithm: time_layer(layer, shape, algorithm, autocast, repeats)
+                    for algorithm in layer.candidates()
+                }
+                measurements.append(
+                    {
+                        "layer": name,
+                        "shape": list(shape),
+                        "ms": {a: round(1e3 * s, 3) for a, s in cache[key].items()},
+                    }
+                )
+            for algorithm, seconds in cache[key].items():
+                totals[algorithm] += seconds
+        best = min(totals, key=totals.get)
+        keep_direct = totals[best] > (1 - min_gain) * totals["direct"]
+        choice[name] = "direct" if keep_direct else best
+    result = ConvChoice(
+        choice,
+        reason=f"measured forward+backward per layer shape; kept an algorithm other than direct "
+        f"where it saved >= {min_gain:.0%}",
+        seconds=time.perf_counter() - start,
+        measurements=measurements,
+    )
+    result.apply(method)
+    return result

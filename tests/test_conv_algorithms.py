@@ -1,0 +1,225 @@
+"""Convolution algorithms (direct, channels-last, Winograd) compute the same function, and the
+per-layer choice is made by measurement, kept on resume and fixed by a study plan."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mrtranslate.config import apply_overrides
+from mrtranslate.hardware import autocast
+from mrtranslate.methods import build_method, make_config
+from mrtranslate.nets.conv import Conv2d, conv_layers
+from mrtranslate.nets.winograd import winograd_conv2d, winograd_matrices
+from mrtranslate.training import conv_tuning
+from mrtranslate.training.conv_tuning import fixed_choice, tune_convolutions
+from mrtranslate.training.trainer import Trainer, TrainingData
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach(), b.detach()
+    return float((a - b).abs().max() / b.abs().max())
+
+
+@pytest.mark.parametrize(("kernel", "tile"), [(2, 6), (3, 6), (4, 6), (5, 6), (3, 7), (3, 8)])
+def test_winograd_transforms_compute_a_correlation_exactly(kernel, tile):
+    a_t, g, b_t = winograd_matrices(kernel, tile)
+    gen = torch.Generator().manual_seed(kernel * tile)
+    for _ in range(5):
+        d = torch.randn(tile, dtype=torch.float64, generator=gen)
+        w = torch.randn(kernel, dtype=torch.float64, generator=gen)
+        expected = torch.stack([(d[i : i + kernel] * w).sum() for i in range(tile - kernel + 1)])
+        assert torch.allclose(a_t @ ((g @ w) * (b_t @ d)), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("batch", "channels", "out_channels", "size", "kernel", "padding", "tile"),
+    [
+        (1, 8, 16, (16, 16), 3, 1, 6),  # residual-block shape
+        (2, 5, 3, (13, 11), 3, 1, 6),  # odd sizes: partial tiles at the border
+        (2, 4, 6, (17, 15), 4, 1, 6),  # PatchGAN's stride-1 4x4 layer (output 16x14)
+        (1, 3, 2, (9, 12), 5, 2, 6),
+        (1, 4, 4, (10, 10), 2, 0, 6),
+        (1, 6, 5, (20, 18), 3, 0, 8),
+    ],
+)
+def test_winograd_matches_direct_convolution_and_its_gradients(
+    batch, channels, out_channels, size, kernel, padding, tile
+):
+    torch.manual_seed(0)
+    x = torch.randn(batch, channels, *size, requires_grad=True)
+    w = (torch.randn(out_channels, channels, kernel, kernel) / kernel).requires_grad_()
+    b = torch.randn(out_channels, requires_grad=True)
+    direct = F.conv2d(x, w, b, padding=padding)
+    fast = winograd_conv2d(x, w, b, padding, tile)
+    assert fast.shape == direct.shape
+    assert _rel(fast, direct) < 5e-5
+    grad_out = torch.randn_like(direct)
+    for got, want in zip(
+        torch.autograd.grad(fast, (x, w, b), grad_out),
+        torch.autograd.grad(direct, (x, w, b), grad_out),
+        strict=True,
+    ):
+        assert _rel(got, want) < 5e-5
+
+
+def test_conv2d_layer_is_nn_conv2d_and_its_algorithms_agree():
+    torch.manual_seed(1)
+    layer = Conv2d(6, 7, 3, padding=1)
+    assert isinstance(layer, nn.Conv2d)
+    assert set(layer.state_dict()) == set(nn.Conv2d(6, 7, 3, padding=1).state_dict())
+    assert layer.candidates() == ("direct", "channels_last", "winograd")
+    x = torch.randn(2, 6, 12, 20)
+    outputs = {}
+    for algorithm in layer.candidates():
+        layer.set_algorithm(algorithm)
+        outputs[algorithm] = layer(x)
+        assert outputs[algorithm].is_contiguous()
+    for algorithm in ("channels_last", "winograd"):
+        assert _rel(outputs[algorithm], outputs["direct"]) < 5e-5
+    # under bf16 autocast Winograd falls back to the direct convolution (same bits)
+    with autocast(torch.device("cpu"), "bf16"):
+        layer.set_algorithm("winograd")
+        fallback = layer(x)
+        layer.set_algorithm("direct")
+        assert torch.equal(fallback, layer(x))
+
+
+def test_winograd_is_refused_where_it_does_not_apply():
+    strided = Conv2d(4, 4, 3, stride=2, padding=1)
+    assert "winograd" not in strided.candidates()
+    with pytest.raises(ValueError, match="cannot compute"):
+        strided.set_algorithm("winograd")
+    assert "winograd" not in Conv2d(4, 4, 7).candidates()  # kernel larger than the tile allows
+    assert "winograd" not in Conv2d(4, 4, 3, padding=1, padding_mode="reflect").candidates()
+
+
+def _cyclegan(size=(32, 32)):
+    cfg = make_config("cyclegan", "quick")
+    apply_overrides(cfg, ["net.gen_width=4", "net.gen_blocks=2", "net.disc_width=8"])
+    torch.manual_seed(0)
+    return cfg, build_method("cyclegan", cfg.net, cfg.loss, size)
+
+
+def _batch(size=(32, 32)):
+    gen = torch.Generator().manual_seed(3)
+    return {k: torch.rand(1, 1, *size, generator=gen) * 2 - 1 for k in ("t1w", "t2w")}
+
+
+def _no_autocast():
+    return autocast(torch.device("cpu"), "fp32")
+
+
+def test_tuner_keeps_only_algorithms_that_save_enough_and_leaves_the_method_alone(monkeypatch):
+    _cfg, method = _cyclegan()
+    before = {k: v.clone() for k, v in method.state_dict().items()}
+    rng = torch.get_rng_state()
+    calls = []
+
+    def fake_time(layer, shape, algorithm, autocast, repeats=3):
+        calls.append((conv_tuning._signature(layer, shape), algorithm))
+        return {"direct": 1.0, "channels_last": 0.95, "winograd": 0.5}[algorithm]
+
+    monkeypatch.setattr(conv_tuning, "time_layer", fake_time)
+    choice = tune_convolutions(method, _batch(), _no_autocast, min_gain=0.1)
+    layers = conv_layers(method)
+    for name, layer in layers.items():
+        expected = "winograd" if "winograd" in layer.candidates() else "direct"
+        assert choice.algorithms[name] == expected == layer.algorithm
+    assert "winograd" in choice.counts() and "channels_last" not in choice.counts()
+    # identical layers (same configuration and input shape) are measured once
+    assert len(calls) == len(set(calls)) < 3 * len(layers)
+    assert torch.equal(torch.get_rng_state(), rng)
+    after = method.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and image pools
+
+
+def _all_fast(method) -> dict[str, str]:
+    return {
+        name: "winograd" if "winograd" in layer.candidates() else "channels_last"
+        for name, layer in conv_layers(method).items()
+    }
+
+
+def test_training_with_the_fast_algorithms_follows_the_plain_path(tmp_path):
+    """CycleGAN steps with every layer on Winograd or channels-last: the first step's losses
+    (same weights) equal the plain path's up to float32 rounding; after five steps the weights
+    differ by less than Adam allows (about lr per step; 2 lr here), since its normalised
+    update amplifies rounding in near-zero gradients."""
+    results = []
+    for fast in (False, True):
+        cfg, method = _cyclegan()
+        apply_overrides(cfg, ["train.precision=fp32", "train.steps_per_epoch=100"])
+        data = TrainingData(t1w=torch.rand(4, 1, 32, 32) * 2 - 1, t2w=torch.rand(4, 1, 32, 32))
+        trainer = Trainer(method, cfg.train, data, tmp_path / str(fast), torch.device("cpu"))
+        trainer.conv_choice = fixed_choice(method, _all_fast(method) if fast else {}, "test")
+        logs = [trainer.train_step(step) for step in range(5)]
+        results.append((logs, {k: v.clone() for k, v in method.state_dict().items()}))
+    (plain_logs, plain_weights), (fast_logs, fast_weights) = results
+    for key, value in plain_logs[0].items():
+        assert fast_logs[0][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    for plain, fast in zip(plain_logs[1:], fast_logs[1:], strict=True):
+        for key in plain:
+            assert fast[key] == pytest.approx(plain[key], rel=2e-2, abs=1e-4), key
+    bound = 2 * 5 * cfg.train.lr  # rounding noise can steer a zero-gradient bias (before IN)
+    for key, value in plain_weights.items():
+        if value.is_floating_point() and "pool" not in key:
+            assert float((fast_weights[key] - value).abs().max()) < bound, key
+
+
+def test_a_resumed_trainer_keeps_the_recorded_algorithms(tmp_path, monkeypatch):
+    cfg, method = _cyclegan()
+    apply_overrides(cfg, ["train.precision=fp32", "train.steps_per_epoch=100"])
+    data = TrainingData(t1w=torch.rand(2, 1, 32, 32) * 2 - 1, t2w=torch.rand(2, 1, 32, 32))
+    trainer = Trainer(method, cfg.train, data, tmp_path, torch.device("cpu"))
+    trainer.conv_choice = fixed_choice(method, _all_fast(method), "test")
+    state = trainer.state_dict()
+
+    def must_not_measure(*args, **kwargs):
+        raise AssertionError("a resumed run measured again")
+
+    monkeypatch.setattr(conv_tuning, "tune_convolutions", must_not_measure)
+    _cfg, fresh = _cyclegan()
+    resumed = Trainer(fresh, cfg.train, data, tmp_path, torch.device("cpu"))
+    resumed.load_state_dict(state)
+    assert resumed.prepare_convolutions().algorithms == _all_fast(fresh)
+    assert {n: m.algorithm for n, m in conv_layers(fresh).items()} == _all_fast(fresh)
+
+
+def test_fixed_choice_names_unknown_layers():
+    _cfg, method = _cyclegan()
+    with pytest.raises(ValueError, match="no convolution layer named nope"):
+        fixed_choice(method, {"nope": "direct"}, "test")
+
+
+def test_run_json_records_the_algorithms_a_plan_fixed(small_phantom, tmp_path):
+    from mrtranslate.training.run import train_run
+
+    _cfg, method = _cyclegan()
+    chosen = {"d_t1.net.8": "winograd", "g_t1_to_t2.net.1": "channels_last"}
+    record = train_run(
+        "cyclegan",
+        small_phantom,
+        tmp_path / "run",
+        overrides=[
+            "train.epochs=1",
+            "train.steps_per_epoch=2",
+            "train.decay_epochs=0",
+            "train.downsample=2",
+            "net.gen_width=4",
+            "net.gen_blocks=2",
+            "net.disc_width=8",
+        ],
+        progress=False,
+        conv_algorithms=chosen,
+    )
+    written = json.loads((tmp_path / "run" / "run.json").read_text())["conv_algorithms"]
+    assert written == record.conv_algorithms
+    assert written["reason"] == "fixed by the study plan"
+    assert written["algorithms"]["d_t1.net.8"] == "winograd"
+    assert written["algorithms"]["g_t1_to_t2.net.1"] == "channels_last"
+    assert written["counts"]["direct"] == len(written["algorithms"]) - 2
