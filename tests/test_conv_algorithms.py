@@ -13,6 +13,7 @@ from torch import nn
 from mrtranslate.config import apply_overrides
 from mrtranslate.hardware import autocast
 from mrtranslate.methods import build_method, make_config
+from mrtranslate.nets import nnpack
 from mrtranslate.nets.conv import Conv2d, conv_layers
 from mrtranslate.nets.winograd import winograd_conv2d, winograd_matrices
 from mrtranslate.training import conv_tuning
@@ -67,26 +68,56 @@ def test_winograd_matches_direct_convolution_and_its_gradients(
         assert _rel(got, want) < 5e-5
 
 
+@pytest.mark.skipif(not nnpack.available(), reason="this PyTorch build has no NNPACK")
+@pytest.mark.parametrize(
+    ("batch", "channels", "out_channels", "size", "kernel", "padding"),
+    [(1, 8, 16, (16, 16), 3, 1), (2, 5, 3, (13, 11), 3, 1), (2, 4, 6, (17, 15), 4, 1)],
+)
+def test_nnpack_matches_direct_convolution_and_its_gradients(
+    batch, channels, out_channels, size, kernel, padding
+):
+    torch.manual_seed(0)
+    x = torch.randn(batch, channels, *size, requires_grad=True)
+    w = (torch.randn(out_channels, channels, kernel, kernel) / kernel).requires_grad_()
+    b = torch.randn(out_channels, requires_grad=True)
+    direct = F.conv2d(x, w, b, padding=padding)
+    fast = nnpack.nnpack_conv2d(x, w, b, padding)
+    assert fast.shape == direct.shape and _rel(fast, direct) < 5e-5
+    grad_out = torch.randn_like(direct)
+    for got, want in zip(
+        torch.autograd.grad(fast, (x, w, b), grad_out),
+        torch.autograd.grad(direct, (x, w, b), grad_out),
+        strict=True,
+    ):
+        assert _rel(got, want) < 5e-5
+    # no input gradient asked for (a network's first layer): only weight and bias
+    w_only = torch.autograd.grad(nnpack.nnpack_conv2d(x.detach(), w, None, padding).sum(), w)[0]
+    expected = torch.autograd.grad(F.conv2d(x.detach(), w, None, padding=padding).sum(), w)[0]
+    assert _rel(w_only, expected) < 5e-5
+
+
 def test_conv2d_layer_is_nn_conv2d_and_its_algorithms_agree():
     torch.manual_seed(1)
     layer = Conv2d(6, 7, 3, padding=1)
     assert isinstance(layer, nn.Conv2d)
     assert set(layer.state_dict()) == set(nn.Conv2d(6, 7, 3, padding=1).state_dict())
-    assert layer.candidates() == ("direct", "channels_last", "winograd")
+    fast = ("winograd", "nnpack") if nnpack.available() else ("winograd",)
+    assert layer.candidates() == ("direct", "channels_last", *fast)
     x = torch.randn(2, 6, 12, 20)
     outputs = {}
     for algorithm in layer.candidates():
         layer.set_algorithm(algorithm)
         outputs[algorithm] = layer(x)
         assert outputs[algorithm].is_contiguous()
-    for algorithm in ("channels_last", "winograd"):
+    for algorithm in ("channels_last", *fast):
         assert _rel(outputs[algorithm], outputs["direct"]) < 5e-5
-    # under bf16 autocast Winograd falls back to the direct convolution (same bits)
+    # under bf16 autocast Winograd and NNPACK fall back to the direct convolution (same bits)
     with autocast(torch.device("cpu"), "bf16"):
-        layer.set_algorithm("winograd")
-        fallback = layer(x)
         layer.set_algorithm("direct")
-        assert torch.equal(fallback, layer(x))
+        expected = layer(x)
+        for algorithm in fast:
+            layer.set_algorithm(algorithm)
+            assert torch.equal(layer(x), expected)
 
 
 def test_winograd_is_refused_where_it_does_not_apply():
@@ -122,13 +153,14 @@ def test_tuner_keeps_only_algorithms_that_save_enough_and_leaves_the_method_alon
 
     def fake_time(layer, shape, algorithm, autocast, repeats=3):
         calls.append((conv_tuning._signature(layer, shape), algorithm))
-        return {"direct": 1.0, "channels_last": 0.95, "winograd": 0.5}[algorithm]
+        return {"direct": 1.0, "channels_last": 0.95, "winograd": 0.5, "nnpack": 0.6}[algorithm]
 
     monkeypatch.setattr(conv_tuning, "time_layer", fake_time)
     choice = tune_convolutions(method, _batch(), _no_autocast, min_gain=0.1)
     layers = conv_layers(method)
     for name, layer in layers.items():
-        expected = "winograd" if "winograd" in layer.candidates() else "direct"
+        fastest = [a for a in ("winograd", "nnpack") if a in layer.candidates()]
+        expected = fastest[0] if fastest else "direct"
         assert choice.algorithms[name] == expected == layer.algorithm
     assert "winograd" in choice.counts() and "channels_last" not in choice.counts()
     # identical layers (same configuration and input shape) are measured once
@@ -136,6 +168,20 @@ def test_tuner_keeps_only_algorithms_that_save_enough_and_leaves_the_method_alon
     assert torch.equal(torch.get_rng_state(), rng)
     after = method.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # weights and image pools
+
+
+def test_tuning_a_model_that_draws_noise_leaves_the_random_state_alone(monkeypatch):
+    """UNIT draws latent noise in its generator step: the tuner's probe step must not consume
+    the trainer's random numbers (or a tuned run would differ from an untuned one)."""
+    cfg = make_config("unit", "quick")
+    apply_overrides(cfg, ["net.unit_width=4", "net.unit_blocks=1", "net.unit_disc_width=4"])
+    method = build_method("unit", cfg.net, cfg.loss, (32, 32))
+    monkeypatch.setattr(conv_tuning, "time_layer", lambda *args, **kwargs: 1.0)
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    tune_convolutions(method, _batch(), _no_autocast)
+    assert torch.equal(torch.rand(3), expected)
 
 
 def _all_fast(method) -> dict[str, str]:

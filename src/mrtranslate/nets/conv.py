@@ -9,8 +9,11 @@
   NCHW. On some CPUs oneDNN has much faster NHWC kernels for some shapes (a 32 -> 1 channel 7x7
   convolution was 2.5x faster in NHWC on an AVX2 kernel set), on others it is slower;
 - ``winograd``: Winograd minimal filtering (:mod:`mrtranslate.nets.winograd`), for stride-1,
-  zero-padded, ungrouped convolutions with square 2..5 kernels, in float32 only (under bf16
-  autocast the layer falls back to ``direct``).
+  zero-padded, ungrouped convolutions with square 2..5 kernels;
+- ``nnpack``: NNPACK's AVX2 kernels (:mod:`mrtranslate.nets.nnpack`) for stride-1 convolutions
+  on the CPU, where this PyTorch build has NNPACK.
+
+Winograd and NNPACK compute in float32 only: under bf16 autocast the layer computes directly.
 
 All three agree up to floating-point rounding (tested).
 """
@@ -20,9 +23,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mrtranslate.nets import nnpack
 from mrtranslate.nets.winograd import TILE, winograd_conv2d
 
-ALGORITHMS = ("direct", "channels_last", "winograd")
+ALGORITHMS = ("direct", "channels_last", "winograd", "nnpack")
 
 
 class Conv2d(nn.Conv2d):
@@ -36,7 +40,7 @@ class Conv2d(nn.Conv2d):
 
     def candidates(self) -> tuple[str, ...]:
         """The algorithms that can compute this layer."""
-        winograd_ok = (
+        square_stride_1 = (
             self.stride == (1, 1)
             and self.dilation == (1, 1)
             and self.groups == 1
@@ -44,9 +48,14 @@ class Conv2d(nn.Conv2d):
             and isinstance(self.padding, tuple)
             and self.padding[0] == self.padding[1]
             and self.kernel_size[0] == self.kernel_size[1]
-            and 2 <= self.kernel_size[0] <= TILE - 1
+            and self.padding[0] <= self.kernel_size[0] - 1
         )
-        return ALGORITHMS if winograd_ok else ALGORITHMS[:2]
+        out = ["direct", "channels_last"]
+        if square_stride_1 and 2 <= self.kernel_size[0] <= TILE - 1:
+            out.append("winograd")
+        if square_stride_1 and self.weight.device.type == "cpu" and nnpack.available():
+            out.append("nnpack")
+        return tuple(out)
 
     def set_algorithm(self, algorithm: str) -> None:
         if algorithm not in self.candidates():
@@ -57,6 +66,8 @@ class Conv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.algorithm == "winograd" and _plain_fp32(x):
             return winograd_conv2d(x, self.weight, self.bias, self.padding[0])
+        if self.algorithm == "nnpack" and _plain_fp32(x) and x.device.type == "cpu":
+            return nnpack.nnpack_conv2d(x, self.weight, self.bias, self.padding[0])
         if self.algorithm == "channels_last" and x.dim() == 4:
             out = super().forward(x.contiguous(memory_format=torch.channels_last))
             return out.contiguous(memory_format=torch.contiguous_format)
