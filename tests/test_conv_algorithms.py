@@ -269,3 +269,17 @@ def test_run_json_records_the_algorithms_a_plan_fixed(small_phantom, tmp_path):
     assert written["algorithms"]["d_t1.net.8"] == "winograd"
     assert written["algorithms"]["g_t1_to_t2.net.1"] == "channels_last"
     assert written["counts"]["direct"] == len(written["algorithms"]) - 2
+
+
+def test_bench_counts_a_model_s_flops_whatever_algorithm_computes_it():
+    from mrtranslate.bench import count_flops
+
+    net = nn.Sequential(Conv2d(4, 8, 3, padding=1), Conv2d(8, 2, 3, padding=1))
+    x = torch.randn(1, 4, 16, 16)
+    direct = count_flops(lambda: net(x), net)
+    assert direct == 2 * 16 * 16 * 9 * (4 * 8 + 8 * 2)  # multiply-adds x 2
+    for algorithm in net[0].candidates():
+        net[0].set_algorithm(algorithm)
+        net[1].set_algorithm(algorithm)
+        assert count_flops(lambda: net(x), net) == direct
+        assert net[0].algorithm == algorithm  # restored

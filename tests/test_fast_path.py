@@ -108,6 +108,8 @@ def test_bench_writes_valid_json(tmp_path, capsys):
         ratio = plain["train_step_seconds_median"] / fast["train_step_seconds_median"]
         assert fast["speedup_vs_direct"]["train"] == pytest.approx(ratio)
         assert plain["conv_algorithms"] == {"direct": 4} and "speedup_vs_direct" not in plain
+        # FLOPs are the model's, whatever algorithm computes them
+        assert fast["train_step_gflop"] == pytest.approx(plain["train_step_gflop"])
     assert bool(report["skipped"]) != native
     assert report["machine"]["device"] == "cpu" and report["machine"]["cpu_capability"]
     for r in report["results"]:

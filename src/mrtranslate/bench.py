@@ -35,6 +35,7 @@ from mrtranslate.directions import Direction
 from mrtranslate.hardware import cpu_capability, resolve_device, resolve_precision
 from mrtranslate.inference.batches import translate_stack
 from mrtranslate.methods import build_method, display_name, make_config
+from mrtranslate.nets.conv import conv_layers
 from mrtranslate.training.trainer import Trainer, TrainingData
 
 CPU = torch.device("cpu")
@@ -64,10 +65,22 @@ def _timed(
     return times
 
 
-def count_flops(fn: Callable[[], object]) -> int:
-    """FLOPs of one call of ``fn`` (forward and backward operations it runs)."""
-    with FlopCounterMode(display=False) as counter:
-        fn()
+def count_flops(fn: Callable[[], object], module: torch.nn.Module | None = None) -> int:
+    """FLOPs of one call of ``fn`` (forward and backward operations it runs).
+
+    With ``module``, its convolutions are counted as direct convolutions (the model's FLOPs,
+    whatever algorithm computes them: Winograd does fewer multiplications and NNPACK's kernels
+    are invisible to the counter), so that GFLOP/s compare across algorithms."""
+    layers = conv_layers(module) if module is not None else {}
+    saved = {name: layer.algorithm for name, layer in layers.items()}
+    try:
+        for layer in layers.values():
+            layer.algorithm = "direct"
+        with FlopCounterMode(display=False) as counter:
+            fn()
+    finally:
+        for name, layer in layers.items():
+            layer.algorithm = saved[name]
     return int(counter.get_total_flops())
 
 
@@ -168,7 +181,7 @@ def bench_model(
         choice = trainer.prepare_convolutions()
         step = iter(range(10**6))
         train_times = _timed(lambda: trainer.train_step(next(step)), repeats, device=device)
-        train_flops = count_flops(lambda: trainer.train_step(next(step)))
+        train_flops = count_flops(lambda: trainer.train_step(next(step)), trainer.method)
     method = trainer.method
     method.eval()
     result = {
@@ -213,7 +226,7 @@ def _inference_speed(method, precision: str, size, repeats: int, device: torch.d
         result[f"infer_b{infer_batch}_seconds_per_image"] = per_image
         result[f"infer_b{infer_batch}_images_per_second"] = 1 / per_image
         if infer_batch == 1:
-            result["infer_gflop_per_image"] = count_flops(infer) / 1e9
+            result["infer_gflop_per_image"] = count_flops(infer, method) / 1e9
         result[f"infer_b{infer_batch}_gflops_per_second"] = (
             result["infer_gflop_per_image"] / per_image
         )
@@ -293,6 +306,10 @@ def run_bench(
                 peak = ceilings[f"conv3x3_{precision}_gflops"]
                 res["train_fraction_of_conv_peak"] = res["train_gflops_per_second"] / peak
                 res["infer_b16_fraction_of_conv_peak"] = res["infer_b16_gflops_per_second"] / peak
+                matmul_bf16 = ceilings["matmul_bf16_gflops"]
+                res["train_fraction_of_matmul_bf16_peak"] = (
+                    res["train_gflops_per_second"] / matmul_bf16 if matmul_bf16 else None
+                )
                 if algorithm == "direct":
                     plain = res
                 elif plain is not None:

@@ -70,6 +70,7 @@ class TrainConfig:
     channels_last: bool = False  # NHWC memory format (measured slower here: see README)
     compile: bool = False  # torch.compile each network (pays off for long runs)
     conv_algorithm: str = "auto"  # auto: fastest measured per layer; direct: PyTorch's own
+    fast_path: str = "auto"  # on: fused Adam, no host sync per step; auto: on for CUDA only
     log_every: int = 25  # steps between TensorBoard scalars
     checkpoint_every: int = 0  # steps between extra checkpoints (0 = at each epoch end only)
 
@@ -95,6 +96,8 @@ class TrainConfig:
             raise ValueError(f"train.lr must be positive, got {self.lr}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError("train.beta1 and train.beta2 must be in [0, 1)")
+        if self.fast_path not in ("auto", "on", "off"):
+            raise ValueError("train.fast_path must be auto, on or off")
         if self.conv_algorithm not in CONV_ALGORITHM_CHOICES:
             raise ValueError(
                 f"train.conv_algorithm must be one of {', '.join(CONV_ALGORITHM_CHOICES)}"

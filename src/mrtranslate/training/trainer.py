@@ -104,15 +104,22 @@ class Trainer:
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.g_params = method.generator_parameters()
         self.d_params = method.discriminator_parameters()
-        betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(
-            self.g_params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay
+        self.fast_path = cfg.fast_path == "on" or (
+            cfg.fast_path == "auto" and device.type == "cuda"
         )
-        self.opt_d = (
-            torch.optim.Adam(self.d_params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
-            if self.d_params
-            else None
-        )
+        if self.fast_path:  # the images live on the device: no copy from the host per step
+            data = TrainingData(data.t1w.to(device), data.t2w.to(device))
+            self.data = data
+        self._skipped = torch.zeros((), device=device)  # non-finite steps not yet reported
+        self._checked_step = 0
+        adam = {
+            "lr": cfg.lr,
+            "betas": (cfg.beta1, cfg.beta2),
+            "weight_decay": cfg.weight_decay,
+            "fused": True if self.fast_path else None,
+        }
+        self.opt_g = torch.optim.Adam(self.g_params, **adam)
+        self.opt_d = torch.optim.Adam(self.d_params, **adam) if self.d_params else None
         if cfg.batch_size % self.dist.world_size:
             raise ValueError(
                 f"train.batch_size ({cfg.batch_size}) must be divisible by the "
@@ -200,7 +207,15 @@ class Trainer:
     def _autocast(self):
         return autocast(self.device, self.precision)
 
-    def _check_finite(self, loss: torch.Tensor, logs: dict, step: int) -> None:
+    def _check_finite(self, loss: torch.Tensor, logs: dict, step: int, opt) -> None:
+        """Stop before the update if ``loss`` is not finite. On the fast path this would wait
+        for the device, so instead the fused optimiser is told to skip the update (no host
+        synchronisation) and :meth:`report_skipped` raises at the next logging step."""
+        if self.fast_path:
+            bad = (~torch.isfinite(loss.detach())).float()
+            opt.found_inf = bad
+            self._skipped += bad
+            return
         if not torch.isfinite(loss):
             bad = [k for k, v in logs.items() if not torch.isfinite(v)]
             raise TrainingError(
@@ -209,13 +224,28 @@ class Trainer:
                 f"(try a lower train.lr or train.precision=fp32)"
             )
 
+    def report_skipped(self) -> None:
+        """Fast path: raise if any step since the last check had a non-finite loss (its update
+        was skipped by the optimiser). A host synchronisation: called every ``log_every`` steps
+        and before each checkpoint."""
+        if not self.fast_path:
+            return
+        skipped = int(self._skipped)
+        if skipped:
+            raise TrainingError(
+                f"non-finite loss in {skipped} step(s) between steps {self._checked_step} and "
+                f"{self.state.step}; their updates were skipped and the last good checkpoint in "
+                f"{self.run_dir} is kept (try a lower train.lr or train.precision=fp32)"
+            )
+        self._checked_step = self.state.step
+
     def generator_update(self, batch: dict[str, torch.Tensor], step: int) -> tuple[dict, dict]:
         """Generator step with the discriminators frozen; returns (logs, detached fakes)."""
         set_requires_grad(self.d_params, False)
         try:
             with self._autocast():
                 loss_g, logs, fakes = self.method.generator_step(batch)
-            self._check_finite(loss_g, logs, step)
+            self._check_finite(loss_g, logs, step, self.opt_g)
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             average_gradients(self.g_params, self.dist)
@@ -228,7 +258,7 @@ class Trainer:
         """Discriminator step on real images and the (detached) fakes of the generator step."""
         with self._autocast():
             loss_d, logs = self.method.discriminator_step(batch, fakes)
-        self._check_finite(loss_d, logs, step)
+        self._check_finite(loss_d, logs, step, self.opt_d)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         average_gradients(self.d_params, self.dist)
@@ -237,6 +267,11 @@ class Trainer:
 
     def train_step(self, step: int) -> dict[str, float]:
         """One generator step and one discriminator step; returns the logged losses."""
+        return {k: float(v) for k, v in self.step_tensors(step).items()}
+
+    def step_tensors(self, step: int) -> dict[str, torch.Tensor]:
+        """:meth:`train_step` with the logged values left on the device (0-dim tensors), so
+        that the step never waits for the device."""
         torch.manual_seed(step_seed(self.cfg.seed, step, self.dist.rank))
         factor = lr_factor(step, self.total_steps, self.decay_steps)
         for opt in (self.opt_g, self.opt_d):
@@ -246,7 +281,7 @@ class Trainer:
         logs, fakes = self.generator_update(batch, step)
         if self.opt_d is not None:
             logs = {**logs, **self.discriminator_update(batch, fakes, step)}
-        return {k: float(v) for k, v in logs.items()} | {"lr": self.cfg.lr * factor}
+        return logs | {"lr": torch.tensor(self.cfg.lr * factor)}
 
     def fit(self, extra: dict, stop_after: int | None = None) -> TrainState:
         """Train until the end (or ``stop_after`` more steps), checkpointing at epoch ends."""
@@ -272,19 +307,12 @@ class Trainer:
         try:
             while self.state.step < end:
                 step = self.state.step
-                logs = self.train_step(step)
+                logs = self.step_tensors(step)
                 self.state.step = step + 1
                 epoch, within = divmod(self.state.step, self.steps_per_epoch)
-                if self.writer is not None and (step % self.cfg.log_every == 0):
-                    for key, value in logs.items():
-                        self.writer.add_scalar(key, value, step)
-                bar.set_postfix(
-                    {
-                        "epoch": f"{epoch + (within > 0)}/{self.cfg.epochs}",
-                        **{k: f"{v:.3g}" for k, v in logs.items() if k in ("g/total", "d/total")},
-                    },
-                    refresh=False,
-                )
+                if step % self.cfg.log_every == 0 or within == 0:  # the only waits for the device
+                    self.report_skipped()
+                    self._log(logs, step, f"{epoch + (within > 0)}/{self.cfg.epochs}", bar)
                 bar.update(1)
                 if within == 0:  # epoch finished
                     seconds = time.perf_counter() - epoch_start
@@ -295,10 +323,20 @@ class Trainer:
                     self.save(extra)
                     epoch_start = time.perf_counter()
                 elif self.cfg.checkpoint_every and self.state.step % self.cfg.checkpoint_every == 0:
+                    self.report_skipped()
                     self.save(extra)
         finally:
             bar.close()
         return self.state
+
+    def _log(self, logs: dict[str, torch.Tensor], step: int, epoch: str, bar) -> None:
+        """TensorBoard scalars (every ``log_every`` steps) and the progress bar's losses."""
+        values = {k: float(v) for k, v in logs.items()}
+        if self.writer is not None and step % self.cfg.log_every == 0:
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, step)
+        shown = {k: f"{v:.3g}" for k, v in values.items() if k in ("g/total", "d/total")}
+        bar.set_postfix({"epoch": epoch, **shown}, refresh=False)
 
     @torch.no_grad()
     def log_samples(self, epoch: int, count: int = 2) -> None:
