@@ -156,7 +156,7 @@ def test_tuner_keeps_only_algorithms_that_save_enough_and_leaves_the_method_alon
         return {"direct": 1.0, "channels_last": 0.95, "winograd": 0.5, "nnpack": 0.6}[algorithm]
 
     monkeypatch.setattr(conv_tuning, "time_layer", fake_time)
-    choice = tune_convolutions(method, _batch(), _no_autocast, min_gain=0.1)
+    choice = tune_convolutions(method, _batch(), _no_autocast, min_gain=0.1, check_steps=False)
     layers = conv_layers(method)
     for name, layer in layers.items():
         fastest = [a for a in ("winograd", "nnpack") if a in layer.candidates()]
@@ -168,6 +168,45 @@ def test_tuner_keeps_only_algorithms_that_save_enough_and_leaves_the_method_alon
     assert torch.equal(torch.get_rng_state(), rng)
     after = method.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # weights and image pools
+
+
+@pytest.mark.skipif(not nnpack.available(), reason="this PyTorch build has no NNPACK")
+@pytest.mark.parametrize(
+    ("step_seconds", "expected"),
+    [
+        ({"nnpack": 3.0, "winograd": 1.0, "direct": 2.0}, "without NNPACK"),
+        ({"nnpack": 1.0, "winograd": 2.0, "direct": 3.0}, "per-layer choice"),
+        ({"nnpack": 3.0, "winograd": 4.0, "direct": 2.0}, "all direct"),
+    ],
+)
+def test_whole_steps_decide_between_the_per_layer_choice_and_safer_ones(
+    monkeypatch, step_seconds, expected
+):
+    """Per layer NNPACK is fastest, then Winograd; whole steps (faked here: each layer adds
+    the seconds of its algorithm) may disagree, and then win."""
+    _cfg, method = _cyclegan()
+    per_layer = {"direct": 1.0, "channels_last": 1.0, "winograd": 0.6, "nnpack": 0.5}
+    monkeypatch.setattr(
+        conv_tuning, "time_layer", lambda layer, shape, algorithm, *a, **k: per_layer[algorithm]
+    )
+
+    def fake_steps(probe, batch, autocast, repeats=1):
+        return sum(step_seconds[layer.algorithm] for layer in conv_layers(probe).values())
+
+    monkeypatch.setattr(conv_tuning, "time_whole_steps", fake_steps)
+    choice = tune_convolutions(method, _batch(), _no_autocast)
+    whole = choice.measurements[-1]["whole_step_seconds"]
+    assert whole["chosen"] == expected
+    used = set(choice.algorithms.values())
+    assert (
+        used
+        == {
+            "without NNPACK": {"direct", "winograd"},
+            "per-layer choice": {"direct", "nnpack"},
+            "all direct": {"direct"},
+        }[expected]
+    )
+    assert {n: m.algorithm for n, m in conv_layers(method).items()} == choice.algorithms
 
 
 def test_tuning_a_model_that_draws_noise_leaves_the_random_state_alone(monkeypatch):
@@ -283,3 +322,31 @@ def test_bench_counts_a_model_s_flops_whatever_algorithm_computes_it():
         net[1].set_algorithm(algorithm)
         assert count_flops(lambda: net(x), net) == direct
         assert net[0].algorithm == algorithm  # restored
+
+
+def test_bf16_tuning_ignores_the_float32_only_algorithms(monkeypatch):
+    _cfg, method = _cyclegan()
+    times = {"direct": 1.0, "channels_last": 0.8, "winograd": 0.1, "nnpack": 0.1}
+    monkeypatch.setattr(
+        conv_tuning, "time_layer", lambda layer, s, algorithm, *a, **k: times[algorithm]
+    )
+    choice = tune_convolutions(method, _batch(), _no_autocast, fp32=False, check_steps=False)
+    assert set(choice.algorithms.values()) == {"channels_last"}
+
+
+def test_a_whole_step_gain_below_half_the_threshold_keeps_everything_direct(monkeypatch):
+    _cfg, method = _cyclegan()
+    monkeypatch.setattr(
+        conv_tuning,
+        "time_layer",
+        lambda layer, s, algorithm, *a, **k: 1.0 if algorithm == "direct" else 0.5,
+    )
+
+    def fake_steps(probe, batch, autocast, repeats=2):
+        direct = all(layer.algorithm == "direct" for layer in conv_layers(probe).values())
+        return 1.0 if direct else 0.97  # 3% faster: below min_gain / 2 = 5%
+
+    monkeypatch.setattr(conv_tuning, "time_whole_steps", fake_steps)
+    choice = tune_convolutions(method, _batch(), _no_autocast, min_gain=0.1)
+    assert set(choice.algorithms.values()) == {"direct"}
+    assert choice.measurements[-1]["whole_step_seconds"]["chosen"] == "all direct"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
-from mrtranslate.cli.main import build_parser, main
+from mrtranslate import openmp
+
+openmp.configure()  # before anything loads PyTorch: OpenMP reads it once, at load
+
+from mrtranslate.cli.main import build_parser, main  # noqa: E402
 
 __all__ = ["build_parser", "main"]

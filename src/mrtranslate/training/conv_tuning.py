@@ -11,6 +11,12 @@ a generator) are measured once.
 
 The shapes are found by running one generator and one discriminator step on a deep copy of the
 method (the real method, its image pool and the random number generator are left untouched).
+
+Layers timed one at a time do not show everything: NNPACK runs on its own threads, and when its
+convolutions alternate with OpenMP work the two can compete for the cores (see
+:mod:`mrtranslate.openmp`). So the per-layer choice is checked on whole steps of the copy: it is
+kept only if a whole step is faster than with every layer direct, and the same choice without
+NNPACK is tried too; the fastest whole step wins.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from dataclasses import dataclass, field
 import torch
 
 from mrtranslate.nets.conv import Conv2d, conv_layers, set_algorithms
+
+FP32_ONLY = ("winograd", "nnpack")  # under bf16 autocast these layers compute directly
 
 
 @dataclass
@@ -151,12 +159,81 @@ def time_layer(
     return statistics.median(times)
 
 
+def time_whole_steps(
+    probe, batch: dict[str, torch.Tensor], autocast: Callable, repeats: int = 2
+) -> float:
+    """Median seconds of a generator and a discriminator step of ``probe`` (a copy of the
+    method: losses, backward passes, no optimiser) after one warm-up; RNG state restored."""
+    rng = torch.get_rng_state()
+    device = next(probe.parameters()).device
+
+    def run() -> None:
+        probe.zero_grad(set_to_none=True)
+        with autocast():
+            loss_g, _logs, fakes = probe.generator_step(batch)
+        loss_g.backward()
+        if probe.discriminator_parameters():
+            with autocast():
+                loss_d, _logs = probe.discriminator_step(batch, fakes)
+            loss_d.backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    try:
+        run()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+    finally:
+        torch.set_rng_state(rng)
+    return statistics.median(times)
+
+
+def _best_without(
+    name: str, layers: dict, cache: dict, shapes: dict, excluded: str, min_gain: float
+) -> str:
+    first_shape = _signature(layers[name], shapes[name][0])
+    totals = {a: 0.0 for a in cache[first_shape] if a != excluded}
+    for shape in shapes.get(name, []):
+        for algorithm in totals:
+            totals[algorithm] += cache[_signature(layers[name], shape)][algorithm]
+    best = min(totals, key=totals.get)
+    return "direct" if totals[best] > (1 - min_gain) * totals["direct"] else best
+
+
+def _check_whole_steps(
+    method,
+    batch,
+    autocast,
+    choice: dict[str, str],
+    alternatives: dict[str, dict[str, str]],
+    min_gain: float,
+) -> tuple[dict[str, str], dict[str, float]]:
+    """The fastest of ``choice`` and ``alternatives`` (name -> per-layer algorithms, among them
+    "all direct") on whole steps of a copy of ``method``; all direct unless the fastest saves at
+    least ``min_gain`` of its time. Returns the algorithms and the seconds of each."""
+    probe = copy.deepcopy(method)
+    sets = {"per-layer choice": choice, **alternatives}
+    seconds = {}
+    for label, algorithms in sets.items():
+        set_algorithms(probe, algorithms)
+        seconds[label] = time_whole_steps(probe, batch, autocast)
+    best = min(seconds, key=seconds.get)
+    if seconds[best] > (1 - min_gain) * seconds["all direct"]:
+        best = "all direct"
+    return sets[best], {"chosen": best, **{k: round(v, 4) for k, v in seconds.items()}}
+
+
 def tune_convolutions(
     method,
     batch: dict[str, torch.Tensor],
     autocast: Callable,
     min_gain: float = 0.1,
     repeats: int = 3,
+    check_steps: bool = True,
+    fp32: bool = True,
 ) -> ConvChoice:
     """Measure and set the fastest algorithm of every :class:`Conv2d` in ``method``.
 
@@ -166,6 +243,9 @@ def tune_convolutions(
         autocast: a context-manager factory giving the training precision.
         min_gain: fraction of a layer's direct time an algorithm must save to be chosen.
         repeats: timed calls per (configuration, algorithm).
+        check_steps: confirm the choice on whole steps (see the module doc).
+        fp32: training runs in float32; otherwise the float32-only algorithms (Winograd,
+            NNPACK), which would compute directly, are not considered.
     """
     start = time.perf_counter()
     shapes = record_input_shapes(method, batch, autocast)
@@ -174,13 +254,14 @@ def tune_convolutions(
     measurements = []
     choice: dict[str, str] = {}
     for name, layer in layers.items():
-        totals = dict.fromkeys(layer.candidates(), 0.0)
+        candidates = [a for a in layer.candidates() if fp32 or a not in FP32_ONLY]
+        totals = dict.fromkeys(candidates, 0.0)
         for shape in shapes.get(name, []):
             key = _signature(layer, shape)
             if key not in cache:
                 cache[key] = {
                     algorithm: time_layer(layer, shape, algorithm, autocast, repeats)
-                    for algorithm in layer.candidates()
+                    for algorithm in candidates
                 }
                 measurements.append(
                     {
@@ -194,10 +275,23 @@ def tune_convolutions(
         best = min(totals, key=totals.get)
         keep_direct = totals[best] > (1 - min_gain) * totals["direct"]
         choice[name] = "direct" if keep_direct else best
+    if check_steps and any(a != "direct" for a in choice.values()):
+        alternatives = {"all direct": dict.fromkeys(choice, "direct")}
+        if "nnpack" in choice.values():
+            alternatives["without NNPACK"] = {
+                name: _best_without(name, layers, cache, shapes, "nnpack", min_gain)
+                if algorithm == "nnpack"
+                else algorithm
+                for name, algorithm in choice.items()
+            }
+        choice, whole = _check_whole_steps(
+            method, batch, autocast, choice, alternatives, min_gain / 2
+        )
+        measurements.append({"whole_step_seconds": whole})
     result = ConvChoice(
         choice,
         reason=f"measured forward+backward per layer shape; kept an algorithm other than direct "
-        f"where it saved >= {min_gain:.0%}",
+        f"where it saved >= {min_gain:.0%}" + (", checked on whole steps" if check_steps else ""),
         seconds=time.perf_counter() - start,
         measurements=measurements,
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mrtranslate import __version__
+from mrtranslate import __version__, openmp
 
 
 def git_commit() -> str:
@@ -45,6 +45,7 @@ def environment() -> dict:
         "numpy": np.__version__,
         "platform": platform.platform(),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "openmp": openmp.settings(),
         "git_commit": git_commit(),
         "command": sys.argv,
         "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

@@ -166,7 +166,9 @@ class Trainer:
             if self.cfg.conv_algorithm == "direct":
                 choice = fixed_choice(self.method, {}, "train.conv_algorithm=direct")
             elif self.dist.is_main:
-                choice = tune_convolutions(self.method, self.batch(0), self._autocast)
+                choice = tune_convolutions(
+                    self.method, self.batch(0), self._autocast, fp32=self.precision == "fp32"
+                )
             else:
                 choice = None
             self.conv_choice = broadcast_object(choice, self.dist)
