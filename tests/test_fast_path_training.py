@@ -139,3 +139,47 @@ def test_fit_reads_losses_from_the_device_only_at_logging_steps(tmp_path, monkey
     trainer.fit({}, stop_after=6)  # logs at step 0 only
     logged = len(trainer.step_tensors(6))
     assert len(reads) == logged
+
+
+def test_fit_reports_skipped_updates_before_returning(tmp_path, monkeypatch):
+    """A run stopped mid-epoch (``stop_after``) must not return normally (and be saved by its
+    caller) with unreported skipped updates."""
+    trainer = _trainer(tmp_path, "on", extra=["train.log_every=100"])
+    trainer.fit({}, stop_after=1)
+    real_step = trainer.method.generator_step
+
+    def poisoned(batch):
+        loss, logs, fakes = real_step(batch)
+        return loss * float("nan"), logs, fakes
+
+    monkeypatch.setattr(trainer.method, "generator_step", poisoned)
+    with pytest.raises(TrainingError, match="non-finite loss in 2 step"):
+        trainer.fit({}, stop_after=2)
+
+
+def _any_rank_worker(rank: int, port: int, results) -> None:
+    import torch.distributed as dist
+
+    from mrtranslate.training.distributed import DistInfo, any_rank
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        info = DistInfo(rank=rank, world_size=2)
+        flags = [any_rank(torch.tensor(float(rank == 1 and case)), info) for case in (0, 1)]
+        results[rank] = [float(f) for f in flags]
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_non_finite_loss_on_one_rank_makes_every_rank_skip():
+    """Gradients are averaged, so a NaN on one rank reaches all: all must skip the update."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_any_rank_worker, args=(port, results), nprocs=2, join=True)
+    assert results[0] == results[1] == [0.0, 1.0]

@@ -60,6 +60,14 @@ def average_gradients(params: list[torch.nn.Parameter], info: DistInfo) -> None:
         offset += n
 
 
+def any_rank(flag: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """``flag`` (a 0-dim 0/1 float tensor) set on every rank if it is set on any: all ranks
+    then skip the same update. Asynchronous on the device (no host synchronisation)."""
+    if info.enabled:
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return flag
+
+
 def broadcast_parameters(module: torch.nn.Module, info: DistInfo) -> None:
     """Make every process start from rank 0's parameters and buffers."""
     if not info.enabled:

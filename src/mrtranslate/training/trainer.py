@@ -25,7 +25,12 @@ from mrtranslate.hardware import autocast, resolve_precision
 from mrtranslate.methods.base import Method
 from mrtranslate.runs import layout, save_checkpoint
 from mrtranslate.training.conv_tuning import ConvChoice, fixed_choice, tune_convolutions
-from mrtranslate.training.distributed import DistInfo, average_gradients, broadcast_object
+from mrtranslate.training.distributed import (
+    DistInfo,
+    any_rank,
+    average_gradients,
+    broadcast_object,
+)
 from mrtranslate.training.seed import epoch_order, step_seed
 
 
@@ -214,7 +219,7 @@ class Trainer:
         for the device, so instead the fused optimiser is told to skip the update (no host
         synchronisation) and :meth:`report_skipped` raises at the next logging step."""
         if self.fast_path:
-            bad = (~torch.isfinite(loss.detach())).float()
+            bad = any_rank((~torch.isfinite(loss.detach())).float(), self.dist)
             opt.found_inf = bad
             self._skipped += bad
             return
@@ -327,6 +332,7 @@ class Trainer:
                 elif self.cfg.checkpoint_every and self.state.step % self.cfg.checkpoint_every == 0:
                     self.report_skipped()
                     self.save(extra)
+            self.report_skipped()  # before the caller saves a checkpoint
         finally:
             bar.close()
         return self.state
