@@ -32,37 +32,17 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mrtranslate.config import apply_overrides
 from mrtranslate.directions import Direction
-from mrtranslate.hardware import cpu_capability, resolve_device, resolve_precision
+from mrtranslate.hardware import (
+    CPU,
+    cpu_capability,
+    resolve_device,
+    resolve_precision,
+    timed_calls,
+)
 from mrtranslate.inference.batches import translate_stack
 from mrtranslate.methods import build_method, display_name, make_config
 from mrtranslate.nets.conv import conv_layers
 from mrtranslate.training.trainer import Trainer, TrainingData
-
-CPU = torch.device("cpu")
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(
-    fn: Callable[[], object],
-    repeats: int,
-    warmup: int = 2,
-    device: torch.device = CPU,
-) -> list[float]:
-    """Wall-clock seconds of ``repeats`` calls of ``fn`` after ``warmup`` calls (GPU-synced)."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def count_flops(fn: Callable[[], object], module: torch.nn.Module | None = None) -> int:
@@ -102,9 +82,9 @@ def measure_ceilings(
         if name not in precisions:
             continue
         ad, xd, wd = a.to(dtype), x.to(dtype), w.to(dtype)
-        mm = statistics.median(_timed(lambda ad=ad: ad @ ad, repeats, device=device))
+        mm = statistics.median(timed_calls(lambda ad=ad: ad @ ad, repeats, device=device))
         conv = statistics.median(
-            _timed(lambda xd=xd, wd=wd: F.conv2d(xd, wd, padding=1), repeats, device=device)
+            timed_calls(lambda xd=xd, wd=wd: F.conv2d(xd, wd, padding=1), repeats, device=device)
         )
         out[f"matmul_{name}_gflops"] = 2 * 2048**3 / mm / 1e9
         out[f"conv3x3_{name}_gflops"] = conv_flops / conv / 1e9
@@ -145,7 +125,7 @@ def quick_step_seconds(
         choice = trainer.prepare_convolutions()
         step = iter(range(10**6))
         seconds = statistics.median(
-            _timed(lambda: trainer.train_step(next(step)), repeats, warmup=2, device=device)
+            timed_calls(lambda: trainer.train_step(next(step)), repeats, warmup=2, device=device)
         )
         return seconds, choice.algorithms
 
@@ -180,7 +160,7 @@ def bench_model(
     with _trainer(model, cfg, size, batch, device, precision) as trainer:
         choice = trainer.prepare_convolutions()
         step = iter(range(10**6))
-        train_times = _timed(lambda: trainer.train_step(next(step)), repeats, device=device)
+        train_times = timed_calls(lambda: trainer.train_step(next(step)), repeats, device=device)
         train_flops = count_flops(lambda: trainer.train_step(next(step)), trainer.method)
     method = trainer.method
     method.eval()
@@ -221,7 +201,9 @@ def _inference_speed(method, precision: str, size, repeats: int, device: torch.d
                 method, images, Direction.T1_TO_T2, n, device=device, precision=precision
             )
 
-        times = _timed(infer, max(2, repeats if infer_batch == 1 else repeats // 2), device=device)
+        times = timed_calls(
+            infer, max(2, repeats if infer_batch == 1 else repeats // 2), device=device
+        )
         per_image = statistics.median(times) / infer_batch
         result[f"infer_b{infer_batch}_seconds_per_image"] = per_image
         result[f"infer_b{infer_batch}_images_per_second"] = 1 / per_image

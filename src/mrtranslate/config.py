@@ -16,6 +16,7 @@ from typing import Any
 
 PROFILES = ("paper", "quick", "tiny")
 CONV_ALGORITHM_CHOICES = ("auto", "direct")
+FAST_PATH_CHOICES = ("auto", "on", "off")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -96,8 +97,8 @@ class TrainConfig:
             raise ValueError(f"train.lr must be positive, got {self.lr}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError("train.beta1 and train.beta2 must be in [0, 1)")
-        if self.fast_path not in ("auto", "on", "off"):
-            raise ValueError("train.fast_path must be auto, on or off")
+        if self.fast_path not in FAST_PATH_CHOICES:
+            raise ValueError(f"train.fast_path must be one of {', '.join(FAST_PATH_CHOICES)}")
         if self.conv_algorithm not in CONV_ALGORITHM_CHOICES:
             raise ValueError(
                 f"train.conv_algorithm must be one of {', '.join(CONV_ALGORITHM_CHOICES)}"

@@ -27,6 +27,7 @@ from mrtranslate.nets import nnpack
 from mrtranslate.nets.winograd import TILE, winograd_conv2d
 
 ALGORITHMS = ("direct", "channels_last", "winograd", "nnpack")
+FP32_ONLY = ("winograd", "nnpack")  # under autocast to a lower precision: computed directly
 
 
 class Conv2d(nn.Conv2d):
@@ -92,4 +93,4 @@ def conv_layers(module: nn.Module) -> dict[str, Conv2d]:
     return {name: m for name, m in module.named_modules() if isinstance(m, Conv2d)}
 
 
-__all__ = ["ALGORITHMS", "Conv2d", "conv_layers", "set_algorithms"]
+__all__ = ["ALGORITHMS", "FP32_ONLY", "Conv2d", "conv_layers", "set_algorithms"]

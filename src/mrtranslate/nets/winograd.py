@@ -42,26 +42,25 @@ def winograd_matrices(
     """
     r = kernel
     m = tile - r + 1
-    TILE = tile  # noqa: N806 (the construction below is written for one tile size)
     if not (3 <= tile <= MAX_TILE and 2 <= r <= tile - 1):
         raise ValueError(f"Winograd tiles of 3..{MAX_TILE} need kernels of 2..tile-1")
     pts = torch.tensor(POINTS[: tile - 1], dtype=torch.float64)
-    a_t = torch.zeros(m, TILE, dtype=torch.float64)
-    g = torch.zeros(TILE, r, dtype=torch.float64)
+    a_t = torch.zeros(m, tile, dtype=torch.float64)
+    g = torch.zeros(tile, r, dtype=torch.float64)
     for j, p in enumerate(pts):
         others = torch.cat([pts[:j], pts[j + 1 :]])
         a_t[:, j] = p ** torch.arange(m, dtype=torch.float64)
         g[j] = p ** torch.arange(r, dtype=torch.float64) / torch.prod(p - others)
-    a_t[m - 1, TILE - 1] = 1.0
-    g[TILE - 1, r - 1] = 1.0
+    a_t[m - 1, tile - 1] = 1.0
+    g[tile - 1, r - 1] = 1.0
     # Solve sum_j A^T[i,j] G[j,k] B^T[j,l] = [l == i + k] for B^T, column by column.
-    system = torch.einsum("ij,jk->ikj", a_t, g).reshape(m * r, TILE)
-    target = torch.zeros(m, r, TILE, dtype=torch.float64)
+    system = torch.einsum("ij,jk->ikj", a_t, g).reshape(m * r, tile)
+    target = torch.zeros(m, r, tile, dtype=torch.float64)
     for i in range(m):
         for k in range(r):
             target[i, k, i + k] = 1.0
-    b_t = torch.linalg.lstsq(system, target.reshape(m * r, TILE)).solution
-    if (system @ b_t - target.reshape(m * r, TILE)).abs().max() > 1e-9:
+    b_t = torch.linalg.lstsq(system, target.reshape(m * r, tile)).solution
+    if (system @ b_t - target.reshape(m * r, tile)).abs().max() > 1e-9:
         raise ValueError(f"no exact Winograd transform for kernel {r}")
     return a_t, g, b_t
 
@@ -90,28 +89,28 @@ def winograd_conv2d(
         weight: (K, C, r, r) float32 with 2 <= r <= 5.
         bias: (K,) or None.
         padding: zero padding on every side.
+        tile: a = m + r - 1, the input tile side (6: F(4x4, 3x3), F(3x3, 4x4)).
 
     Returns:
         (N, K, H + 2p - r + 1, W + 2p - r + 1) float32.
     """
     n, c, h, w = x.shape
     k, _, r, _ = weight.shape
-    TILE = tile  # noqa: N806
-    m = TILE - r + 1
+    m = tile - r + 1
     out_h, out_w = h + 2 * padding - r + 1, w + 2 * padding - r + 1
     tiles_h, tiles_w = -(-out_h // m), -(-out_w // m)
-    a_t, g, b_t = _kron_matrices(r, TILE, x.device)
+    a_t, g, b_t = _kron_matrices(r, tile, x.device)
     # zero padding, plus enough on the bottom/right for whole tiles
     padded = F.pad(
         x,
         (padding, m * tiles_w + r - 1 - w - padding, padding, m * tiles_h + r - 1 - h - padding),
     )
-    tiles = padded.unfold(2, TILE, m).unfold(3, TILE, m)  # (N, C, th, tw, 6, 6), a view
-    tiles = tiles.permute(4, 5, 1, 0, 2, 3).reshape(TILE * TILE, -1)  # (36, C*N*th*tw)
-    v = (b_t @ tiles).view(TILE * TILE, c, n * tiles_h * tiles_w)
-    u = (g @ weight.reshape(k * c, r * r).T).view(TILE * TILE, k, c)
+    tiles = padded.unfold(2, tile, m).unfold(3, tile, m)  # (N, C, th, tw, 6, 6), a view
+    tiles = tiles.permute(4, 5, 1, 0, 2, 3).reshape(tile * tile, -1)  # (36, C*N*th*tw)
+    v = (b_t @ tiles).view(tile * tile, c, n * tiles_h * tiles_w)
+    u = (g @ weight.reshape(k * c, r * r).T).view(tile * tile, k, c)
     products = torch.bmm(u, v)  # (36, K, N*th*tw)
-    out = (a_t @ products.view(TILE * TILE, -1)).view(m, m, k, n, tiles_h, tiles_w)
+    out = (a_t @ products.view(tile * tile, -1)).view(m, m, k, n, tiles_h, tiles_w)
     out = out.permute(3, 2, 4, 0, 5, 1).reshape(n, k, m * tiles_h, m * tiles_w)
     out = out[:, :, :out_h, :out_w]
     return out if bias is None else out + bias.view(1, k, 1, 1)

@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mrtranslate.nets.conv import Conv2d, conv_layers, set_algorithms
-
-FP32_ONLY = ("winograd", "nnpack")  # under bf16 autocast these layers compute directly
+from mrtranslate.hardware import timed_calls
+from mrtranslate.nets.conv import FP32_ONLY, Conv2d, conv_layers, set_algorithms
 
 
 @dataclass
@@ -85,11 +84,10 @@ def fixed_choice(module: torch.nn.Module, algorithms: dict[str, str], reason: st
 
 
 def record_input_shapes(
-    method, batch: dict[str, torch.Tensor], autocast: Callable
+    probe, batch: dict[str, torch.Tensor], autocast: Callable
 ) -> dict[str, list[tuple[int, ...]]]:
-    """Input shapes of every :class:`Conv2d` of ``method`` in one generator and one discriminator
-    step on ``batch``, run on a deep copy of ``method`` with the RNG state restored."""
-    probe = copy.deepcopy(method)
+    """Input shapes of every :class:`Conv2d` of ``probe`` (a copy of the method) in one generator
+    and one discriminator step on ``batch``, with the RNG state restored."""
     shapes: dict[str, list[tuple[int, ...]]] = {}
     hooks = []
     for name, layer in conv_layers(probe).items():
@@ -135,9 +133,9 @@ def time_layer(
     autocast: Callable,
     repeats: int = 3,
 ) -> float:
-    """Median seconds of forward + backward (input and weight gradients) of ``layer`` computed by
-    ``algorithm`` on random input of ``shape`` (after one warm-up call)."""
-    layer = copy.deepcopy(layer)
+    """Median seconds of forward + backward (input and weight gradients) of ``layer`` (a layer of
+    the probe copy: its algorithm is changed) computed by ``algorithm`` on random input of
+    ``shape``, after one warm-up call."""
     layer.set_algorithm(algorithm)
     device = layer.weight.device
     x = torch.randn(shape, device=device, requires_grad=True)
@@ -147,16 +145,8 @@ def time_layer(
         with autocast():
             out = layer(x)
         torch.autograd.grad(out.float().sum(), [x, *params])
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
 
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(timed_calls(run, repeats, warmup=1, device=device))
 
 
 def time_whole_steps(
@@ -165,7 +155,6 @@ def time_whole_steps(
     """Median seconds of a generator and a discriminator step of ``probe`` (a copy of the
     method: losses, backward passes, no optimiser) after one warm-up; RNG state restored."""
     rng = torch.get_rng_state()
-    device = next(probe.parameters()).device
 
     def run() -> None:
         probe.zero_grad(set_to_none=True)
@@ -176,54 +165,18 @@ def time_whole_steps(
             with autocast():
                 loss_d, _logs = probe.discriminator_step(batch, fakes)
             loss_d.backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
 
     try:
-        run()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
+        device = next(probe.parameters()).device
+        return statistics.median(timed_calls(run, repeats, warmup=1, device=device))
     finally:
         torch.set_rng_state(rng)
-    return statistics.median(times)
 
 
-def _best_without(
-    name: str, layers: dict, cache: dict, shapes: dict, excluded: str, min_gain: float
-) -> str:
-    first_shape = _signature(layers[name], shapes[name][0])
-    totals = {a: 0.0 for a in cache[first_shape] if a != excluded}
-    for shape in shapes.get(name, []):
-        for algorithm in totals:
-            totals[algorithm] += cache[_signature(layers[name], shape)][algorithm]
-    best = min(totals, key=totals.get)
-    return "direct" if totals[best] > (1 - min_gain) * totals["direct"] else best
-
-
-def _check_whole_steps(
-    method,
-    batch,
-    autocast,
-    choice: dict[str, str],
-    alternatives: dict[str, dict[str, str]],
-    min_gain: float,
-) -> tuple[dict[str, str], dict[str, float]]:
-    """The fastest of ``choice`` and ``alternatives`` (name -> per-layer algorithms, among them
-    "all direct") on whole steps of a copy of ``method``; all direct unless the fastest saves at
-    least ``min_gain`` of its time. Returns the algorithms and the seconds of each."""
-    probe = copy.deepcopy(method)
-    sets = {"per-layer choice": choice, **alternatives}
-    seconds = {}
-    for label, algorithms in sets.items():
-        set_algorithms(probe, algorithms)
-        seconds[label] = time_whole_steps(probe, batch, autocast)
+def _fastest(seconds: dict[str, float], baseline: str, min_gain: float) -> str:
+    """The fastest entry of ``seconds``, or ``baseline`` unless that saves ``min_gain`` of it."""
     best = min(seconds, key=seconds.get)
-    if seconds[best] > (1 - min_gain) * seconds["all direct"]:
-        best = "all direct"
-    return sets[best], {"chosen": best, **{k: round(v, 4) for k, v in seconds.items()}}
+    return best if seconds[best] <= (1 - min_gain) * seconds[baseline] else baseline
 
 
 def tune_convolutions(
@@ -241,21 +194,22 @@ def tune_convolutions(
         method: the method to tune (its layers' ``algorithm`` attributes are set).
         batch: a training batch of the real shapes ({"t1w", "t2w"}: (B, 1, H, W)).
         autocast: a context-manager factory giving the training precision.
-        min_gain: fraction of a layer's direct time an algorithm must save to be chosen.
+        min_gain: fraction of a layer's direct time an algorithm must save to be chosen (on
+            whole steps: half of it).
         repeats: timed calls per (configuration, algorithm).
         check_steps: confirm the choice on whole steps (see the module doc).
         fp32: training runs in float32; otherwise the float32-only algorithms (Winograd,
             NNPACK), which would compute directly, are not considered.
     """
     start = time.perf_counter()
-    shapes = record_input_shapes(method, batch, autocast)
-    layers = conv_layers(method)
+    probe = copy.deepcopy(method)  # all measuring happens on this copy
+    shapes = record_input_shapes(probe, batch, autocast)
     cache: dict[tuple, dict[str, float]] = {}
     measurements = []
-    choice: dict[str, str] = {}
-    for name, layer in layers.items():
+    totals: dict[str, dict[str, float]] = {}  # per layer: summed seconds per algorithm
+    for name, layer in conv_layers(probe).items():
         candidates = [a for a in layer.candidates() if fp32 or a not in FP32_ONLY]
-        totals = dict.fromkeys(candidates, 0.0)
+        totals[name] = dict.fromkeys(candidates, 0.0)
         for shape in shapes.get(name, []):
             key = _signature(layer, shape)
             if key not in cache:
@@ -263,31 +217,26 @@ def tune_convolutions(
                     algorithm: time_layer(layer, shape, algorithm, autocast, repeats)
                     for algorithm in candidates
                 }
-                measurements.append(
-                    {
-                        "layer": name,
-                        "shape": list(shape),
-                        "ms": {a: round(1e3 * s, 3) for a, s in cache[key].items()},
-                    }
-                )
+                ms = {a: round(1e3 * s, 3) for a, s in cache[key].items()}
+                measurements.append({"layer": name, "shape": list(shape), "ms": ms})
             for algorithm, seconds in cache[key].items():
-                totals[algorithm] += seconds
-        best = min(totals, key=totals.get)
-        keep_direct = totals[best] > (1 - min_gain) * totals["direct"]
-        choice[name] = "direct" if keep_direct else best
+                totals[name][algorithm] += seconds
+    choice = {name: _fastest(t, "direct", min_gain) for name, t in totals.items()}
     if check_steps and any(a != "direct" for a in choice.values()):
-        alternatives = {"all direct": dict.fromkeys(choice, "direct")}
+        sets = {"per-layer choice": choice, "all direct": dict.fromkeys(choice, "direct")}
         if "nnpack" in choice.values():
-            alternatives["without NNPACK"] = {
-                name: _best_without(name, layers, cache, shapes, "nnpack", min_gain)
-                if algorithm == "nnpack"
-                else algorithm
-                for name, algorithm in choice.items()
+            sets["without NNPACK"] = {
+                name: _fastest({a: s for a, s in t.items() if a != "nnpack"}, "direct", min_gain)
+                for name, t in totals.items()
             }
-        choice, whole = _check_whole_steps(
-            method, batch, autocast, choice, alternatives, min_gain / 2
-        )
-        measurements.append({"whole_step_seconds": whole})
+        whole = {}
+        for label, algorithms in sets.items():
+            set_algorithms(probe, algorithms)
+            whole[label] = time_whole_steps(probe, batch, autocast)
+        chosen = _fastest(whole, "all direct", min_gain / 2)
+        choice = sets[chosen]
+        rounded = {k: round(v, 4) for k, v in whole.items()}
+        measurements.append({"whole_step_seconds": {"chosen": chosen, **rounded}})
     result = ConvChoice(
         choice,
         reason=f"measured forward+backward per layer shape; kept an algorithm other than direct "

@@ -171,6 +171,11 @@ class Trainer:
             if self.cfg.conv_algorithm == "direct":
                 choice = fixed_choice(self.method, {}, "train.conv_algorithm=direct")
             elif self.dist.is_main:
+                if self.progress:
+                    tqdm.write(
+                        "convolutions: timing each layer's algorithms on this machine "
+                        "(train.conv_algorithm=direct skips this)"
+                    )
                 choice = tune_convolutions(
                     self.method, self.batch(0), self._autocast, fp32=self.precision == "fp32"
                 )
