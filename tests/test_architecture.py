@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "mrtranslate"
 
 # Bottom to top. A module may import its own layer and the layers below it.
 LAYERS = [
-    {"__init__", "errors", "fileio", "directions", "hardware", "openmp"},
+    {"__init__", "errors", "fileio", "directions", "hardware", "openmp", "progress"},
     {"config", "data"},
     {"nets", "losses"},
     {"methods"},

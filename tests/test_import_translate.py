@@ -9,38 +9,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from helpers import usage_error
+from helpers import SPACING, phantom_volumes, save, usage_error
 from mrtranslate.cli import main
 from mrtranslate.data.dataset import open_dataset
-from mrtranslate.data.phantom import PhantomSpec, make_subject
-
-SPACING = 3.0
-
-
-def phantom_volumes(index: int, slices: int = 6, size: int = 64):
-    """A subject's T1w/T2w as RAS+ volumes (X, Y, Z) built from phantom slices, and the affine."""
-    spec = PhantomSpec(
-        subjects=20,
-        test_subjects=2,
-        slices_per_subject=slices,
-        height=size,
-        width=size,
-        spacing=SPACING,
-        seed=4,
-    )
-    subject = make_subject(spec, index)
-    vols = {}
-    for key in ("t1w", "t2w", "mask"):
-        stack = subject[key].astype(np.float32)  # (S, H, W), rows anterior->posterior
-        vols[key] = np.stack([np.flipud(img).T for img in stack], axis=2) * 1000.0
-    affine = np.diag([SPACING, SPACING, 2.0, 1.0])
-    return vols, affine
-
-
-def save(path, data, affine):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine), str(path))
-    return path
 
 
 @pytest.fixture(scope="module")

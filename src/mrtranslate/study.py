@@ -307,6 +307,26 @@ def _train_and_evaluate(
     return seconds
 
 
+def _evaluate_volumes(
+    opts: StudyOptions, data_dir: Path, run_dirs: list[Path], folder: Path
+) -> Path | None:
+    """On data imported from volumes: judge the held-out whole volumes against the copy and
+    lookup baselines (skipped when done for these checkpoints). Returns the folder, or None
+    for data without source volumes."""
+    from mrtranslate.evaluation.volumes import evaluate_volumes, volumes_current
+
+    if not open_dataset(data_dir).has_volumes():
+        return None
+    if volumes_current(folder, run_dirs):
+        _say("whole test volumes: already evaluated")
+        return folder
+    _say("translating and judging the whole test volumes (copy and lookup baselines)")
+    evaluate_volumes(
+        run_dirs, folder, data_dir=data_dir, device=opts.device, progress=opts.progress
+    )
+    return folder
+
+
 def run_study(opts: StudyOptions | None = None, **options) -> Path:
     """Run (or resume) the whole study; returns the path of ``report.html``.
 
@@ -343,9 +363,12 @@ def run_study(opts: StudyOptions | None = None, **options) -> Path:
         timings |= _train_and_evaluate(opts, mode, data_dir, run_dir, clock, label)
         if mode.plan is not None:
             _say(f"{label} {display_name(run_dir.name)} done; {clock.eta(i)}")
+    t0 = time.perf_counter()
+    volumes = _evaluate_volumes(opts, data_dir, run_dirs, out / "volumes")
+    timings["volumes"] = time.perf_counter() - t0
     _say("writing the report")
     t0 = time.perf_counter()
-    report = build_report(run_dirs, out / "report")
+    report = build_report(run_dirs, out / "report", volumes=volumes)
     timings["report"] = time.perf_counter() - t0
     timings["total_this_call"] = time.perf_counter() - start
     write_json_atomic(

@@ -109,6 +109,11 @@ def _add_import(dsub: argparse._SubParsersAction) -> None:
         "participant, e.g. '(sub-[0-9]+)'; a participant's images must all be in train or "
         "all in test (default: every file stem is a participant)",
     )
+    imp.add_argument(
+        "--citation",
+        help="how to cite the data, shown in reports (default for BIDS: dataset_description.json "
+        "HowToAcknowledge/ReferencesAndLinks/DatasetDOI, else the README paragraph with a DOI)",
+    )
     imp.add_argument("--seed", type=int, default=0, help="seed of the random split")
     imp.add_argument("--overwrite", action="store_true", help="replace an existing data set")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -224,6 +229,7 @@ def _run_import(args: argparse.Namespace) -> int:
         paired=args.paired or args.format != "folders",
         csv=args.csv,
         participant_pattern=args.participant_pattern,
+        citation=args.citation,
     )
     if args.format == "folders":
         from mrtranslate.data.folders import import_folders

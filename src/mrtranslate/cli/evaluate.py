@@ -25,6 +25,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=run_evaluate)
 
+    vol = sub.add_parser(
+        "evaluate-volumes",
+        help="judge whole test volumes against copy-input and intensity-lookup baselines",
+        description="For a data set imported from NIfTI volumes: translate every test "
+        "participant's whole T1w and T2w volumes with each run (both directions) and compare "
+        "them with the real volumes inside the brain: MAE, PSNR, 3-D SSIM, Pearson r, "
+        "inter-slice consistency, in-plane detail ratio, slice-to-slice intensity jumps, and "
+        "SSIM inside/outside a lesion mask. Each volume is divided by its own in-brain 99.5th "
+        "percentile and clipped to [0, 1]. Two baselines are measured the same way: copying the "
+        "input, and a per-voxel intensity lookup fitted on the training participants only. "
+        "Writes OUT/volumes.csv, OUT/summary.json and OUT/summary.md.",
+    )
+    vol.add_argument("--runs", nargs="+", required=True, help="run folders of trained models")
+    vol.add_argument("--out", required=True, help="output folder")
+    vol.add_argument("--data", help="data-set folder (default: the one the first run used)")
+    vol.add_argument("--batch-size", type=int, default=16, help="slices per batch (default 16)")
+    vol.add_argument(
+        "--save-volumes",
+        action="store_true",
+        help="also write each model's synthetic volumes as NIfTI under OUT/nifti/",
+    )
+    add_device(vol)
+    vol.add_argument("--quiet", action="store_true", help="no progress output")
+    vol.set_defaults(func=run_evaluate_volumes)
+
     rp = sub.add_parser(
         "report",
         help="figures, tables, statistics and report.html from evaluated runs",
@@ -35,7 +60,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--runs", nargs="+", required=True, help="evaluated run folders")
     rp.add_argument("--out", required=True, help="output folder")
     rp.add_argument(
-        "--subject-index", type=int, default=0, help="test image shown in Figure 2 (default 0)"
+        "--subject-index",
+        type=int,
+        default=None,
+        help="test image shown in Figure 2 (default: the image of median brain area)",
+    )
+    rp.add_argument(
+        "--volumes",
+        metavar="DIR",
+        help="include a whole-volume evaluation (the OUT of 'mrtranslate evaluate-volumes')",
     )
     rp.add_argument(
         "--perceptual",
@@ -53,13 +86,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Translate a NIfTI volume (or every volume of a folder) slice by slice along "
         "the axial axis, with the training preprocessing; the output keeps the input's affine "
         "and header, is zero outside the mask, and is in the input's intensity units (each "
-        "synthetic slice times the input slice's 99.5th-percentile divisor).",
+        "synthetic slice times the input slice's 99.5th-percentile divisor). Given a BIDS root "
+        "as --input, every sub-*/[ses-*/]anat/*_T1w (or *_T2w) image is translated into a BIDS "
+        "derivative data set (default ROOT/derivatives/mrtranslate): "
+        "*_desc-synthetic_T2w.nii.gz with a JSON sidecar, and dataset_description.json.",
     )
     tr.add_argument("--run", required=True, help="run folder of a finished training run")
     tr.add_argument("--direction", required=True, choices=[d.value for d in DIRECTIONS])
-    tr.add_argument("--input", required=True, help="NIfTI file or folder of NIfTI files")
-    tr.add_argument("--output", required=True, help="output NIfTI file or folder")
-    tr.add_argument("--mask", help="brain mask NIfTI (default: the input's non-zero voxels)")
+    tr.add_argument(
+        "--input", required=True, help="NIfTI file, folder of NIfTI files, or a BIDS root"
+    )
+    tr.add_argument(
+        "--output",
+        help="output NIfTI file or folder (required), or for a BIDS root the derivative folder "
+        "(default ROOT/derivatives/mrtranslate)",
+    )
+    tr.add_argument(
+        "--mask",
+        help="brain mask NIfTI (default: the input's non-zero voxels, enclosed holes filled)",
+    )
     tr.add_argument("--batch-size", type=int, default=16, help="slices per batch (default 16)")
     add_device(tr)
     tr.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -68,8 +113,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_translate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from mrtranslate.errors import UsageError
     from mrtranslate.inference import translate_paths
+    from mrtranslate.inference.bids import is_bids_root, translate_bids
     from mrtranslate.runs import load_run
 
     if args.batch_size < 1:
@@ -87,17 +135,22 @@ def run_translate(args: argparse.Namespace) -> int:
         if warning:
             print(f"mrtranslate: warning: {warning}", file=sys.stderr, flush=True)
 
-    written = translate_paths(
-        run,
-        args.direction,
-        args.input,
-        args.output,
-        mask=args.mask,
-        batch_size=args.batch_size,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-        before_work=announce,
-    )
+    common = {
+        "batch_size": args.batch_size,
+        "overwrite": args.overwrite,
+        "progress": not args.quiet,
+        "before_work": announce,
+    }
+    if is_bids_root(Path(args.input)):
+        if args.mask:
+            raise UsageError("--mask works with a single input volume, not a BIDS root")
+        written = translate_bids(run, args.direction, args.input, args.output, **common)
+    elif args.output is None:
+        raise UsageError("--output is required unless --input is a BIDS root")
+    else:
+        written = translate_paths(
+            run, args.direction, args.input, args.output, mask=args.mask, **common
+        )
     for path in written:
         print(f"written: {path}")
     return 0
@@ -122,6 +175,26 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_evaluate_volumes(args: argparse.Namespace) -> int:
+    from mrtranslate.errors import UsageError
+    from mrtranslate.evaluation.volumes import evaluate_volumes, volume_markdown
+
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
+    summary = evaluate_volumes(
+        args.runs,
+        args.out,
+        data_dir=args.data,
+        device=args.device,
+        batch_size=args.batch_size,
+        save_volumes=args.save_volumes,
+        progress=not args.quiet,
+    )
+    print(volume_markdown(summary))
+    print(f"\nwritten: {args.out}/volumes.csv, {args.out}/summary.json")
+    return 0
+
+
 def run_report(args: argparse.Namespace) -> int:
     from mrtranslate.reporting.report import build_report
 
@@ -131,6 +204,7 @@ def run_report(args: argparse.Namespace) -> int:
         subject_index=args.subject_index,
         perceptual=args.perceptual,
         realism=args.realism,
+        volumes=args.volumes,
     )
     print(f"report written to {path}")
     return 0

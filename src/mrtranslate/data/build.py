@@ -7,13 +7,12 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from tqdm import tqdm
-
 from mrtranslate import __version__
 from mrtranslate.data.dataset import FORMAT, FORMAT_VERSION, SplitWriter, split_subjects
 from mrtranslate.data.phantom import PhantomSpec, load_template, make_subject
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import atomic_directory, check_writable_parent, write_json_atomic
+from mrtranslate.progress import progress_bar
 
 INTENSITY_NOTE = (
     "per image: divided by the 99.5th percentile inside the brain mask, clipped to [0, 1]; "
@@ -64,7 +63,9 @@ def build_phantom(
     shape = (spec.height, spec.width)
     workers = workers or min(2, os.cpu_count() or 1)
     with atomic_directory(out, overwrite) as tmp:
-        bar = tqdm(total=spec.subjects, desc="phantom subjects", unit="subj", disable=not progress)
+        bar = progress_bar(
+            total=spec.subjects, desc="phantom subjects", unit="subj", disable=not progress
+        )
         pool = ProcessPoolExecutor(workers) if workers > 1 else None
         try:
             for split, members in splits.items():

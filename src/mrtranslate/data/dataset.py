@@ -51,6 +51,32 @@ class Split:
 
 
 @dataclass(frozen=True)
+class VolumeSource:
+    """The NIfTI files one imported subject (a T1w/T2w pair) came from.
+
+    ``mask``: the brain mask file, if one was given; ``lesion``: a lesion or tumour mask (BIDS
+    derivatives ``*_label-lesion*`` / ``*_label-tumor*``, or the CSV's ``lesion`` column).
+    """
+
+    subject: str
+    participant: str
+    t1w: Path
+    t2w: Path
+    mask: Path | None = None
+    lesion: Path | None = None
+
+    def to_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> VolumeSource:
+        paths = {
+            k: Path(data[k]) if data.get(k) else None for k in ("t1w", "t2w", "mask", "lesion")
+        }
+        return cls(subject=str(data["subject"]), participant=str(data["participant"]), **paths)
+
+
+@dataclass(frozen=True)
 class Dataset:
     """A data-set folder: its metadata and lazily memory-mapped splits."""
 
@@ -78,6 +104,28 @@ class Dataset:
                 )
         return Split(**arrays)
 
+    @property
+    def citation(self) -> str | None:
+        """How to cite the data (recorded at import), or None."""
+        return self.meta.get("citation") or None
+
+    def has_volumes(self) -> bool:
+        """Whether the import recorded the NIfTI volumes of each subject."""
+        return isinstance(self.meta.get("volumes"), dict)
+
+    def volume_sources(self, split: str) -> list[VolumeSource]:
+        """The source volumes of a split's subjects; a usage error when none were recorded."""
+        if not self.has_volumes():
+            raise UsageError(
+                f"{self.root} records no source volumes (it was built from single slices or "
+                "imported by an older mrtranslate); import the NIfTI volumes again with "
+                "'mrtranslate data import' to evaluate whole volumes"
+            )
+        try:
+            return [VolumeSource.from_dict(d) for d in self.meta["volumes"].get(split, [])]
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise UsageError(f"{self.root}/dataset.json: damaged 'volumes' entry ({exc})") from None
+
     def info(self) -> dict:
         """The summary printed by ``mrtranslate data info``."""
         meta = self.meta
@@ -91,6 +139,10 @@ class Dataset:
             "splits": meta["splits"],
             "seed": meta.get("seed"),
             "intensity": meta.get("intensity"),
+            "volumes": {k: len(v) for k, v in meta["volumes"].items()}
+            if self.has_volumes()
+            else None,
+            "citation": self.citation,
         }
 
 

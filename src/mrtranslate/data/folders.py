@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from mrtranslate.data.build import check_output_folder
 from mrtranslate.data.dataset import SPLITS, Dataset, SplitWriter
@@ -23,6 +22,7 @@ from mrtranslate.data.pngio import list_images, read_grey, write_png16
 from mrtranslate.data.volumes import fit_to, scale_slice
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import atomic_directory
+from mrtranslate.progress import progress_bar
 
 FOLDERS = {"train": ("trainA", "trainB"), "test": ("testA", "testB")}
 
@@ -84,7 +84,7 @@ def import_folders(
     with atomic_directory(out, overwrite) as tmp:
         for split, items in pairs.items():
             writer = SplitWriter(tmp / split, len(items), size)
-            for path_a, path_b in tqdm(
+            for path_a, path_b in progress_bar(
                 items, desc=f"reading {split}", unit="img", disable=not progress
             ):
                 a, b = read_grey(path_a), read_grey(path_b)
@@ -116,6 +116,7 @@ def import_folders(
             options,
             paired=options.paired,
             participants=participants,
+            extra={"citation": options.citation},
         )
     return out
 
@@ -146,7 +147,7 @@ def export_png(
             names = FOLDERS[split]
             for name in names:
                 (tmp / name).mkdir()
-            for i in tqdm(
+            for i in progress_bar(
                 range(len(data)), desc=f"writing {split}", unit="img", disable=not progress
             ):
                 stem = f"{data.subjects[i]}_{i:05d}"

@@ -18,19 +18,27 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from mrtranslate import __version__
 from mrtranslate.data.build import check_output_folder
-from mrtranslate.data.dataset import FORMAT, FORMAT_VERSION, SplitWriter, split_subjects
+from mrtranslate.data.dataset import (
+    FORMAT,
+    FORMAT_VERSION,
+    SplitWriter,
+    VolumeSource,
+    split_subjects,
+)
 from mrtranslate.data.volumes import (
     axial_slice,
     canonical,
     check_same_grid,
+    default_brain_mask,
     fit_to,
     load_volume,
     parse_slices,
@@ -38,6 +46,7 @@ from mrtranslate.data.volumes import (
 )
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import atomic_directory, write_json_atomic
+from mrtranslate.progress import progress_bar
 
 FORMATS = ("hcp", "bids", "pairs", "folders")
 INTENSITY_NOTE = (
@@ -60,6 +69,7 @@ class ImportOptions:
     paired: bool = True
     csv: str | None = None  # --format pairs: the CSV listing subject,t1w,t2w[,mask]
     participant_pattern: str | None = None  # --format folders: regex; group 1 of a file stem
+    citation: str | None = None  # how to cite the data (default: read from a BIDS root)
 
 
 @dataclass
@@ -73,9 +83,19 @@ class SubjectFiles:
     t2w: Path
     mask: Path | None = None
     participant: str = ""
+    lesion: Path | None = None
 
     def __post_init__(self) -> None:
         self.participant = self.participant or self.subject
+
+    def source(self) -> VolumeSource:
+        """What the data set records about this pair's files (absolute paths)."""
+        paths = {
+            k: (p.resolve() if p is not None else None)
+            for k, p in (("t1w", self.t1w), ("t2w", self.t2w))
+            + (("mask", self.mask), ("lesion", self.lesion))
+        }
+        return VolumeSource(self.subject, self.participant, **paths)
 
 
 def _strip_nifti(name: str) -> str:
@@ -110,10 +130,64 @@ def find_bids(root: Path) -> list[SubjectFiles]:
             if not alternatives:
                 raise UsageError(f"{stem}: no matching T2w for {t1}")
             t2 = alternatives[0]
-        masks = list(t1.parent.glob(f"{stem}*_mask.nii*"))
+        masks = [m for m in t1.parent.glob(f"{stem}*_mask.nii*") if not LESION.search(m.name)]
         participant = stem.split("_")[0]  # the sub-<label> entity: sessions, runs, acquisitions
-        found.append(SubjectFiles(stem, t1, t2, masks[0] if masks else None, participant))
+        found.append(
+            SubjectFiles(
+                stem,
+                t1,
+                t2,
+                masks[0] if masks else None,
+                participant,
+                _bids_lesion(root, t1.parent, stem),
+            )
+        )
     return found
+
+
+# A lesion or tumour mask in BIDS derivatives: ``<stem>_[...]label-lesion[...].nii[.gz]``.
+LESION = re.compile(r"_label-(lesions?|tumou?rs?|wmh)[_.]", re.IGNORECASE)
+
+
+def _bids_lesion(root: Path, anat: Path, stem: str) -> Path | None:
+    """The lesion/tumour mask of ``stem`` beside it or under ``root/derivatives/*/``."""
+    relative = anat.relative_to(root)
+    folders = [anat, *sorted((root / "derivatives").glob(f"*/{relative}"))]
+    for folder in folders:
+        for path in sorted(folder.glob(f"{stem}_*.nii*")):
+            if LESION.search(path.name):
+                return path
+    return None
+
+
+def bids_citation(root: Path) -> str | None:
+    """How to cite a BIDS data set: ``dataset_description.json`` (``HowToAcknowledge``,
+    ``ReferencesAndLinks``, ``DatasetDOI``), else the README paragraph that gives a DOI."""
+    parts: list[str] = []
+    description = root / "dataset_description.json"
+    if description.is_file():
+        try:
+            meta = json.loads(description.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = {}
+        meta = meta if isinstance(meta, dict) else {}
+        for key in ("HowToAcknowledge", "ReferencesAndLinks", "DatasetDOI"):
+            value = meta.get(key)
+            values = value if isinstance(value, list) else [value]
+            parts += [str(v).strip() for v in values if v and str(v).strip()]
+    if not parts:
+        for readme in sorted(root.glob("README*")):
+            try:
+                text = readme.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            for paragraph in re.split(r"\n\s*\n", text):
+                if re.search(r"\bdoi\b|doi\.org", paragraph, re.IGNORECASE):
+                    parts.append(" ".join(paragraph.split()))
+                    break
+            if parts:
+                break
+    return " ".join(dict.fromkeys(parts)) or None
 
 
 def find_pairs(csv_path: Path) -> list[SubjectFiles]:
@@ -155,8 +229,10 @@ def find_pairs(csv_path: Path) -> list[SubjectFiles]:
             resolve(row["t2w"]),
             resolve(row["mask"]) if row.get("mask") else None,
             row.get("participant", ""),
+            resolve(row["lesion"]) if row.get("lesion") else None,
         )
-        for what, path in (("T1w", files.t1w), ("T2w", files.t2w), ("mask", files.mask)):
+        checked = (("T1w", files.t1w), ("T2w", files.t2w), ("mask", files.mask))
+        for what, path in (*checked, ("lesion mask", files.lesion)):
             if path is not None and not path.is_file():
                 raise UsageError(
                     f"{csv_path} line {number} (subject {files.subject}): {what} file not "
@@ -180,7 +256,7 @@ def _volume_slices(
         check_same_grid(t1_img, mask_img, f"{label} mask")
         mask = canonical(mask_img) > 0
     else:
-        mask = (t1 > 0) | (t2 > 0)
+        mask = default_brain_mask(t1, t2, axis=options.axis)
     if not 0 <= options.axis <= 2:
         raise UsageError(f"--axis must be 0, 1 or 2, got {options.axis}")
     indices = parse_slices(options.slices, t1.shape[options.axis], default_slice)
@@ -215,7 +291,7 @@ def _split(subjects: list[str], options: ImportOptions) -> dict[str, list[str]]:
         raise UsageError(f"subject {dup} appears more than once")
     if options.test_subjects_file:
         path = Path(options.test_subjects_file)
-        if not path.is_file():
+        if not path.exists() or path.is_dir():  # a pipe such as <(echo sub-07) is fine
             raise UsageError(f"--test-subjects file not found: {path}")
         test = [line.strip() for line in path.read_text().splitlines() if line.strip()]
         unknown = sorted(set(test) - set(subjects))
@@ -283,7 +359,7 @@ def import_volumes(
     by_id = {s.subject: s for s in subjects}
     # Load everything first (one subject at a time is checked before anything is written).
     loaded = {}
-    for files in tqdm(subjects, desc="reading volumes", unit="subj", disable=not progress):
+    for files in progress_bar(subjects, desc="reading volumes", unit="subj", disable=not progress):
         loaded[files.subject] = _volume_slices(files, options, default_slice)
     first = loaded[subjects[0].subject]["t1w"][0]
     size = size or _default_size(first.shape)
@@ -307,6 +383,13 @@ def import_volumes(
             options,
             paired=True,
             participants=by_participant,
+            extra={
+                "volumes": {
+                    name: [by_id[sid].source().to_dict() for sid in members]
+                    for name, members in splits.items()
+                },
+                "citation": options.citation or (bids_citation(root) if fmt == "bids" else None),
+            },
         )
     return out
 
@@ -334,7 +417,9 @@ def _write_meta(
     options: ImportOptions,
     paired: bool,
     participants: dict[str, list[str]] | None = None,
+    extra: dict | None = None,
 ) -> None:
+    """Write ``dataset.json``; ``extra`` adds keys (the volume sources, the citation)."""
     write_json_atomic(
         folder / "dataset.json",
         {
@@ -366,5 +451,6 @@ def _write_meta(
             },
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "mrtranslate_version": __version__,
+            **(extra or {}),
         },
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
 
 from mrtranslate.data.phantom import robust_scale
 from mrtranslate.errors import UsageError
@@ -119,6 +120,22 @@ def check_same_grid(a: nib.Nifti1Image, b: nib.Nifti1Image, label: str) -> None:
             f"{label}: T1w and T2w affines differ; the two contrasts must be "
             "co-registered (resample one onto the other first)"
         )
+
+
+def default_brain_mask(*volumes: np.ndarray, axis: int = 2) -> np.ndarray:
+    """The brain of skull-stripped volumes when no mask file is given: every voxel that is
+    non-zero in any of ``volumes`` (negative values count: processed T1w volumes hold zero or
+    slightly negative values in dark CSF), with enclosed holes filled in 3-D and then in each
+    slice along ``axis``, so dark ventricles and sulci inside the brain stay inside it."""
+    nonzero = np.zeros(volumes[0].shape, dtype=bool)
+    for volume in volumes:
+        nonzero |= np.asarray(volume) != 0
+    filled = ndimage.binary_fill_holes(nonzero)
+    for k in range(filled.shape[axis]):
+        index = [slice(None)] * 3
+        index[axis] = k
+        filled[tuple(index)] = ndimage.binary_fill_holes(filled[tuple(index)])
+    return filled
 
 
 def canonical(image: nib.Nifti1Image) -> np.ndarray:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from mrtranslate.data.dataset import Dataset, open_dataset
 from mrtranslate.data.tensors import load_images, load_masks, to_data_range
@@ -36,6 +35,7 @@ from mrtranslate.evaluation.references import (
 from mrtranslate.evaluation.summary import describe
 from mrtranslate.fileio import save_npy_atomic, write_json_atomic, write_text_atomic
 from mrtranslate.inference.batches import time_synthesis, translate_stack
+from mrtranslate.progress import progress_bar
 from mrtranslate.runs import EvalSummary, LoadedRun, layout, load_run
 
 COLUMNS = [f"{m}{suffix}" for suffix in ("", "_mask") for m in MEASURES]
@@ -50,7 +50,9 @@ def measure_stack(
 ) -> list[dict[str, float]]:
     """Per-image measures (whole image and inside the mask) of (N, h, w) arrays in [0, 1]."""
     rows = []
-    for i in tqdm(range(real.shape[0]), desc=desc, unit="img", disable=not progress, leave=False):
+    for i in progress_bar(
+        range(real.shape[0]), desc=desc, unit="img", disable=not progress, leave=False
+    ):
         whole = image_measures(real[i], synthetic[i])
         inside = image_measures(real[i], synthetic[i], masks[i])
         rows.append(whole | {f"{k}_mask": v for k, v in inside.items()})

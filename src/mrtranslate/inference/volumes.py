@@ -7,8 +7,9 @@ translated in batches, resized back, multiplied by the same divisor and put back
 
 Output intensities are therefore in the input's units: a synthetic slice equals the model's
 [0, 1] output times the input slice's robust maximum. Voxels outside the mask (given, or the
-non-zero voxels of the input) are 0. The output keeps the input's affine, orientation and header
-(data type float32).
+input's non-zero voxels with enclosed holes filled, see
+:func:`~mrtranslate.data.volumes.default_brain_mask`) are 0. The output keeps the input's
+affine, orientation and header (data type float32).
 
 Python use::
 
@@ -23,18 +24,19 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from mrtranslate.data.tensors import resize, to_data_range, to_model_range
 from mrtranslate.data.volumes import (
     axial_slice,
     canonical,
     check_same_grid,
+    default_brain_mask,
     fit_to,
     from_canonical,
     load_volume,
@@ -45,6 +47,7 @@ from mrtranslate.directions import Direction
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import atomic_write, check_writable_parent
 from mrtranslate.inference.batches import translate_stack
+from mrtranslate.progress import progress_bar
 from mrtranslate.runs import LoadedRun
 
 
@@ -59,7 +62,7 @@ def _translate_canonical(
     data_shape = tuple(run.data_image_shape)
     out = np.zeros(volume.shape, dtype=np.float32)
     indices = [k for k in range(volume.shape[2]) if mask[:, :, k].any()]
-    for start in tqdm(
+    for start in progress_bar(
         range(0, len(indices), batch_size),
         desc="slices",
         unit="batch",
@@ -105,12 +108,12 @@ def translate_volume(
         if volume.ndim != 3 or not np.isfinite(volume).all() or not volume.any():
             raise UsageError("the volume must be 3-D, finite and not all zeros")
         array = volume.astype(np.float32)
-        mask_array = (array > 0) if mask is None else np.asarray(mask) > 0
+        mask_array = default_brain_mask(array) if mask is None else np.asarray(mask) > 0
         return _translate_canonical(run, array, mask_array, direction, batch_size, progress)
     image = volume if isinstance(volume, nib.Nifti1Image) else load_volume(volume, "input")
     data = canonical(image)
     if mask is None:
-        mask_data = data > 0
+        mask_data = default_brain_mask(data)
     else:
         mask_image = mask if isinstance(mask, nib.Nifti1Image) else load_volume(mask, "mask")
         check_same_grid(image, mask_image, "input and mask")
@@ -124,6 +127,15 @@ def translate_volume(
 
 def _nifti_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.name.endswith((".nii", ".nii.gz")))
+
+
+@dataclass(frozen=True)
+class TranslationJob:
+    """One volume to translate: its file, the output file and an optional brain mask file."""
+
+    source: Path
+    output: Path
+    mask: Path | None = None
 
 
 def translate_paths(
@@ -151,38 +163,55 @@ def translate_paths(
             raise UsageError(f"no .nii or .nii.gz files in {source}")
         if target.exists() and not target.is_dir():
             raise UsageError(f"--output {target} must be a folder when --input is a folder")
-        jobs = [(f, target / f.name) for f in files]
+        jobs = [TranslationJob(f, target / f.name) for f in files]
     elif source.exists():
-        jobs = [(source, target)]
+        jobs = [TranslationJob(source, target, Path(mask) if mask is not None else None)]
     else:
         raise UsageError(f"input not found: {source}")
-    for _, out in jobs:
-        if out.is_dir():
-            raise UsageError(f"output {out} is a folder; give a file name")
-    existing = [out for _, out in jobs if out.exists()]
+    return run_jobs(run, direction, jobs, batch_size, overwrite, progress, before_work)
+
+
+def run_jobs(
+    run: LoadedRun,
+    direction: str,
+    jobs: list[TranslationJob],
+    batch_size: int = 16,
+    overwrite: bool = False,
+    progress: bool = True,
+    before_work: Callable[[], None] | None = None,
+    after_each: Callable[[TranslationJob], None] | None = None,
+) -> list[Path]:
+    """Check every job (outputs writable and not in the way, inputs readable), then translate
+    and write each output atomically; ``after_each`` runs after each output is written."""
+    for job in jobs:
+        if job.output.is_dir():
+            raise UsageError(f"output {job.output} is a folder; give a file name")
+    existing = [job.output for job in jobs if job.output.exists()]
     if existing and not overwrite:
         raise UsageError(f"output {existing[0]} exists (use --overwrite)")
-    for _, out in jobs:  # before any work: every output must be writable
+    for job in jobs:  # before any work: every output must be writable
         try:
-            check_writable_parent(out, probe=True)
+            check_writable_parent(job.output, probe=True)
         except PermissionError as exc:
-            raise UsageError(f"cannot write the output {out}: {exc}") from None
-    volumes = [(load_volume(src, "input"), out) for src, out in jobs]  # check all inputs first
+            raise UsageError(f"cannot write the output {job.output}: {exc}") from None
+    images = [load_volume(job.source, "input") for job in jobs]  # check all inputs first
     if before_work is not None:
         before_work()
     written = []
-    for image, out in tqdm(
-        volumes, desc="volumes", unit="vol", disable=not progress or len(volumes) < 2
+    for job, image in progress_bar(
+        list(zip(jobs, images)), desc="volumes", unit="vol", disable=not progress or len(jobs) < 2
     ):
-        result = translate_volume(run, image, direction, mask, batch_size, progress)
-        save_nifti_atomic(out, result)
-        written.append(out)
+        result = translate_volume(run, image, direction, job.mask, batch_size, progress)
+        save_nifti_atomic(job.output, result)
+        if after_each is not None:
+            after_each(job)
+        written.append(job.output)
     return written
 
 
 def save_nifti_atomic(path: Path, image: nib.Nifti1Image) -> None:
     """Write a single-file NIfTI (``.nii``, or gzip-compressed for ``.nii.gz``) atomically."""
     payload = image.to_bytes()
-    if path.name.endswith(".gz"):
-        payload = gzip.compress(payload, compresslevel=6)
+    if path.name.endswith(".gz"):  # mtime 0: the same volume always gives the same bytes
+        payload = gzip.compress(payload, compresslevel=6, mtime=0)
     atomic_write(path, lambda tmp: tmp.write_bytes(payload))

@@ -1,8 +1,12 @@
 """The paper's figures as pure functions returning matplotlib Figures (Agg backend).
 
-Figure 1: bar charts of MAE, PSNR and MI (and SSIM) per model and direction with 95% CIs.
+Figure 1: bar charts of MAE, PSNR and MI (and SSIM) per model and direction with 95% CIs, with
+horizontal reference lines for "copy the input" (dashed) and histogram matching (dotted) in
+each direction's colour.
 Figure 2: one test subject: real T1w and T2w on top; per model the synthetic T1w and T2w with
 their relative-error maps at the sides and a colour bar.
+Figure 3 (volume data): the mid-brain axial slice of a held-out volume per direction: input,
+real, the intensity-lookup baseline and every model.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ DIRECTION_LABELS = {
     Direction.T2_TO_T1: "synthetic T1w (from T2w)",
 }
 COLORS = {Direction.T1_TO_T2: "#1f77b4", Direction.T2_TO_T1: "#ff7f0e"}
+REFERENCE_STYLES = {"copy": ("--", "copy input"), "histmatch": (":", "histogram matching")}
 
 
 def figure_bars(
@@ -48,12 +53,29 @@ def figure_bars(
                 color=COLORS[direction],
                 label=DIRECTION_LABELS[direction],
             )
+        _reference_lines(ax, summaries[0].references if summaries else {}, key + variant)
         ax.set_xticks(x, names, rotation=30, ha="right")
         ax.set_title(LABELS[key])
         ax.grid(axis="y", alpha=0.3)
     np.atleast_1d(axes)[0].legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
+
+
+def _reference_lines(ax, references: dict, key: str) -> None:
+    """One horizontal line per reference point and direction (mean over the test images)."""
+    for name, (style, label) in REFERENCE_STYLES.items():
+        for direction in DIRECTIONS:
+            stat = references.get(name, {}).get(direction, {}).get(key)
+            value = _num(stat["mean"]) if stat else float("nan")
+            if np.isfinite(value):
+                ax.axhline(
+                    value,
+                    color=COLORS[direction],
+                    linestyle=style,
+                    linewidth=1.2,
+                    label=f"{label} ({direction})",
+                )
 
 
 def _num(value) -> float:
@@ -105,4 +127,35 @@ def figure_examples(
     if image is not None:
         bar = fig.colorbar(image, ax=axes[:, [0, 3]].ravel().tolist(), fraction=0.03, pad=0.02)
         bar.set_label(f"relative absolute error (clipped at {clip:g})", fontsize=8)
+    return fig
+
+
+def figure_volume_slices(
+    slices: dict[str, np.ndarray], names: dict[str, str], title: str = ""
+) -> plt.Figure:
+    """Figure 3. ``slices``: ``"<direction>/<input|real|candidate>"`` -> (h, w) in [0, 1];
+    ``names``: candidate -> label, in column order (baselines first). One row per direction:
+    input, real, then each candidate."""
+    columns = ["input", "real", *names]
+    labels = {"input": "input", "real": "real", **names}
+    h, w = next(iter(slices.values())).shape
+    fig, axes = plt.subplots(
+        len(DIRECTIONS),
+        len(columns),
+        figsize=(len(columns) * 1.9 * w / h, len(DIRECTIONS) * 2.1 + 0.4),
+        squeeze=False,
+    )
+    for r, direction in enumerate(DIRECTIONS):
+        for c, column in enumerate(columns):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            image = slices.get(f"{direction}/{column}")
+            if image is not None:
+                ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+            ax.set_title(labels[column], fontsize=8)
+        axes[r, 0].set_ylabel(DIRECTION_LABELS[direction], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
     return fig

@@ -21,6 +21,7 @@ th{background:#f3f3f3} td:first-child,td:nth-child(2){text-align:left}
 img{max-width:100%} pre{background:#f6f6f6;padding:1em;white-space:pre-wrap;font-size:0.85em}
 .small{color:#666;font-size:0.85em}
 .note{background:#fff7d6;border-left:4px solid #e0b000;padding:0.6em 1em}
+.worse{color:#b00000;font-weight:bold} tr.baseline td{background:#f7f7f7;font-style:italic}
 """
 
 
@@ -203,8 +204,10 @@ def render_page(
     extra: dict | None = None,
 ) -> str:
     first = summaries[0]
+    extra = extra or {}
     shape = "x".join(str(v) for v in first.evaluation_shape)
     models = ", ".join(s.display_name for s in summaries)
+    citation = extra.get("citation")
     sections = [
         f"<h1>mrtranslate report</h1><p class=small>mrtranslate {__version__}; runs: "
         f"{escape(', '.join(str(r) for r in runs))}</p>",
@@ -215,9 +218,13 @@ def render_page(
         f"{escape(models)}; profile {escape(str(first.profile))}; training precision "
         f"{escape(', '.join(sorted({str(s.training.get('precision')) for s in summaries})))}."
         "</p>",
+        f"<p class=note>Data: please cite {escape(citation)}</p>" if citation else "",
         _settings(runs),
+        extra.get("volume_html", ""),
         "<h2>Figure 1: error measures</h2><p>Mean per model and direction over the test images, "
-        "error bars = 95% confidence interval of the mean. Whole image (the paper's way):</p>",
+        "error bars = 95% confidence interval of the mean; horizontal lines: the reference "
+        "points in each direction's colour (dashed: copy the input; dotted: histogram "
+        "matching). Whole image (the paper's way):</p>",
         f'<img alt="Figure 1" src="data:image/png;base64,{images["figure1"]}">',
         "<p>Inside the brain mask:</p>",
         f'<img alt="Figure 1, mask" src="data:image/png;base64,{images["figure1_mask"]}">',
@@ -241,7 +248,7 @@ def render_page(
         _stats_table(tables["statistics"], ""),
         "<h3>Inside the brain mask</h3>",
         _stats_table(tables["statistics"], "_mask"),
-        *_extra_html(extra or {}),
+        *_extra_html(extra),
         "<h2>Metric definitions</h2>",
         f"<pre>{escape(metrics.__doc__.strip())}</pre>",
     ]

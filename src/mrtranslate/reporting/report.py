@@ -15,11 +15,13 @@ from mrtranslate.data.tensors import load_images, to_data_range
 from mrtranslate.directions import DIRECTIONS
 from mrtranslate.errors import UsageError
 from mrtranslate.evaluation.metrics import MEASURES
+from mrtranslate.evaluation.volumes import volume_markdown
 from mrtranslate.fileio import atomic_write, write_json_atomic, write_text_atomic
 from mrtranslate.reporting import figures
 from mrtranslate.reporting.html_page import render_page
 from mrtranslate.reporting.statistics import pairwise_tests
 from mrtranslate.reporting.tables import summary_markdown, summary_rows
+from mrtranslate.reporting.volume_section import load_volume_results, volume_figure, volume_html
 from mrtranslate.runs import EvalSummary, load_evaluation, load_metric_rows, load_synthetic
 
 
@@ -76,10 +78,21 @@ def _csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def _example_images(summaries: list[EvalSummary], runs: list[Path], index: int) -> tuple:
+def representative_index(masks: np.ndarray) -> int:
+    """The test image of median brain area (masks: (N, H, W)): neither the smallest slice at
+    the bottom of a volume nor an unusual one."""
+    areas = np.asarray(masks, dtype=bool).reshape(len(masks), -1).sum(axis=1)
+    return int(np.argsort(areas, kind="stable")[(len(areas) - 1) // 2])
+
+
+def _example_images(summaries: list[EvalSummary], runs: list[Path], index: int | None) -> tuple:
     dataset = open_dataset(summaries[0].data)
     shape = tuple(summaries[0].evaluation_shape)
     split = dataset.split("test")
+    chosen = "chosen with --subject-index"
+    if index is None:
+        index = representative_index(split.mask)
+        chosen = "the test image of median brain area"
     if not 0 <= index < len(split):
         raise UsageError(f"--subject-index must be in [0, {len(split) - 1}], got {index}")
     pick = np.array([index])
@@ -90,7 +103,8 @@ def _example_images(summaries: list[EvalSummary], runs: list[Path], index: int) 
         synthetic[summary.display_name] = {
             d: load_synthetic(run, d, summary)[index] for d in DIRECTIONS
         }
-    return real_t1, real_t2, synthetic, str(split.subjects[index])
+    subject = f"{split.subjects[index]} (test image {index} of {len(split)}, {chosen})"
+    return real_t1, real_t2, synthetic, subject, dataset.citation
 
 
 def _extra_sections(out: Path, perceptual: str | Path | None, realism: str | Path | None) -> dict:
@@ -116,14 +130,32 @@ def _extra_sections(out: Path, perceptual: str | Path | None, realism: str | Pat
     return extra
 
 
+def _volume_section(folder: str | Path | None, out: Path) -> dict:
+    """The whole-volume table and Figure 3 (PNG/SVG per held-out subject), if given."""
+    if folder is None:
+        return {}
+    summary, slices = load_volume_results(folder)
+    write_text_atomic(out / "volumes.md", volume_markdown(summary) + "\n")
+    pictures = [
+        (subject, _save_figure(volume_figure(summary, subject, s), out, f"figure3_{subject}"))
+        for subject, s in slices.items()
+    ]
+    return {"volumes": summary, "volume_html": volume_html(summary, pictures)}
+
+
 def build_report(
     runs: list[str | Path],
     out: str | Path,
-    subject_index: int = 0,
+    subject_index: int | None = None,
     perceptual: str | Path | None = None,
     realism: str | Path | None = None,
+    volumes: str | Path | None = None,
 ) -> Path:
-    """Write figures, tables, statistics and ``report.html`` for evaluated ``runs`` into ``out``."""
+    """Write figures, tables, statistics and ``report.html`` for evaluated ``runs`` into ``out``.
+
+    ``subject_index``: the test image of Figure 2 (default: the one of median brain area);
+    ``volumes``: a folder written by :func:`mrtranslate.evaluation.volumes.evaluate_volumes`.
+    """
     runs = [Path(r) for r in runs]
     for run in runs:
         if not run.is_dir():
@@ -140,7 +172,7 @@ def build_report(
             figures.figure_bars(summaries, variant="_mask"), out, "figure1_measures_mask"
         ),
     }
-    real_t1, real_t2, synthetic, subject = _example_images(summaries, runs, subject_index)
+    real_t1, real_t2, synthetic, subject, citation = _example_images(summaries, runs, subject_index)
     images["figure2"] = _save_figure(
         figures.figure_examples(real_t1, real_t2, synthetic), out, "figure2_examples"
     )
@@ -166,9 +198,12 @@ def build_report(
             "runs": [str(r) for r in runs],
             "summaries": [s.to_dict() for s in summaries],
             "statistics": tables["statistics"],
+            "figure2_subject": subject,
+            "citation": citation,
         },
     )
-    extra = _extra_sections(out, perceptual, realism)
+    extra = _extra_sections(out, perceptual, realism) | _volume_section(volumes, out)
+    extra["citation"] = citation
     page = render_page(summaries, runs, images, tables, subject, extra)
     write_text_atomic(out / "report.html", page)
     return out / "report.html"

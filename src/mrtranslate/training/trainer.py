@@ -23,6 +23,7 @@ from mrtranslate.directions import Direction
 from mrtranslate.errors import TrainingError
 from mrtranslate.hardware import autocast, resolve_precision
 from mrtranslate.methods.base import Method
+from mrtranslate.progress import progress_bar
 from mrtranslate.runs import layout, save_checkpoint
 from mrtranslate.training.conv_tuning import ConvChoice, fixed_choice, tune_convolutions
 from mrtranslate.training.distributed import (
@@ -307,7 +308,7 @@ class Trainer:
             if stop_after is None
             else min(self.total_steps, self.state.step + stop_after)
         )
-        bar = tqdm(
+        bar = progress_bar(
             total=self.total_steps,
             initial=self.state.step,
             disable=not self.progress,
