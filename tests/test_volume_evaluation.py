@@ -258,3 +258,51 @@ def test_progress_prints_plain_lines_when_not_a_terminal(capsys, monkeypatch):
     for _ in progress_bar(range(100), desc="quiet"):
         pass
     assert capsys.readouterr().err.splitlines() == ["quiet: done, 100 it in 0 s"]
+
+
+def test_import_scales_each_volume_once(volume_study, bids_with_lesions, tmp_path):
+    """Several slices per volume: one divisor per volume (its brain's 99.5th percentile), the
+    same for all its slices; ``--scale slice`` keeps the per-image divisors."""
+    from mrtranslate.data.volumes import volume_divisor
+
+    dataset = open_dataset(volume_study["data"])
+    assert dataset.intensity_scale == "volume" and "per volume" in dataset.meta["intensity"]
+    train = dataset.split("train")
+    for sid in TRAIN:
+        rows = np.nonzero(train.subjects == sid)[0]
+        anat = bids_with_lesions / sid / "anat"
+        t1 = canonical(nib.load(str(anat / f"{sid}_T1w.nii.gz")))
+        t2 = canonical(nib.load(str(anat / f"{sid}_T2w.nii.gz")))
+        expected = volume_divisor(t1, default_brain_mask(t1, t2))
+        np.testing.assert_allclose(train.scale_t1w[rows], expected, rtol=1e-6)
+    per_slice = tmp_path / "per-slice"
+    args = ["data", "import", "--format", "bids", "--root", str(bids_with_lesions)]
+    assert main([*args, "--out", str(per_slice), "--slices", "0:6", "--scale", "slice"]) == 0
+    sliced = open_dataset(per_slice)
+    assert sliced.intensity_scale == "slice"
+    rows = np.nonzero(sliced.split("train").subjects == TRAIN[0])[0]
+    assert np.ptp(sliced.split("train").scale_t1w[rows]) > 0
+
+
+def test_translate_uses_the_runs_volume_scale(volume_study, monkeypatch):
+    """A stand-in model that always answers mid-grey: with one scale per volume every slice of
+    the output has the same value, whatever the slice's own brightness."""
+    import torch
+
+    from mrtranslate.data.volumes import volume_divisor
+    from mrtranslate.inference import volumes as inference_volumes
+    from mrtranslate.inference import translate_volume
+    from mrtranslate.runs import load_run
+
+    run = load_run(volume_study["run"])
+    assert run.intensity_scale == "volume"
+    monkeypatch.setattr(
+        inference_volumes, "translate_stack", lambda m, batch, *a, **k: torch.zeros_like(batch)
+    )
+    vols, _ = phantom_volumes(5)
+    volume = vols["t1w"] * np.array([1.0, 2.0, 0.5, 1.5, 3.0, 1.0])[None, None, :]
+    brain = default_brain_mask(volume)
+    out = translate_volume(run, volume, "t1-to-t2")
+    expected = 0.5 * volume_divisor(volume, brain)
+    for k in range(volume.shape[2]):
+        np.testing.assert_allclose(out[:, :, k][brain[:, :, k]], expected, rtol=1e-5)

@@ -63,6 +63,7 @@ class TrainConfig:
     beta2: float = 0.999
     weight_decay: float = 0.0  # L2 added to the gradient (Adam weight_decay)
     downsample: float = 1.0  # train at the data size divided by this (rounded to 4); 0 = auto
+    crop: int = 0  # train on random square crops of this side (centred on brain pixels); 0 = off
     max_train_images: int = 0  # 0 = all training images
     precision: str = "auto"  # auto (bf16 where natively fast, else fp32), fp32 or bf16
     seed: int = 0
@@ -88,9 +89,12 @@ class TrainConfig:
             "checkpoint_every",
             "threads",
             "weight_decay",
+            "crop",
         ):
             if getattr(self, key) < 0:
                 raise ValueError(f"train.{key} must be >= 0, got {getattr(self, key)}")
+        if self.crop and (self.crop < 32 or self.crop % 4):
+            raise ValueError(f"train.crop must be 0 or a multiple of 4 >= 32, got {self.crop}")
         if self.decay_epochs > self.epochs:
             raise ValueError("train.decay_epochs cannot exceed train.epochs")
         if not self.lr > 0:

@@ -65,8 +65,9 @@ def _add_import(dsub: argparse._SubParsersAction) -> None:
         help="import HCP, BIDS, NIfTI-pair or PNG/TIFF-folder data",
         description="Import real data into the data-set layout that train/evaluate/study read. "
         "Volumes are reoriented to RAS+, sliced axially, cropped/padded to --size and scaled per "
-        "slice (negatives clipped, divided by the 99.5th percentile inside the brain mask, "
-        "clipped to [0, 1]); nothing is quantised to 8 bits. The split is by subject.",
+        "volume or per slice (--scale; negatives clipped, divided by the 99.5th percentile inside "
+        "the brain mask, clipped to [0, 1]); nothing is quantised to 8 bits. The split is by "
+        "subject.",
     )
     imp.add_argument("--format", required=True, choices=("hcp", "bids", "pairs", "folders"))
     imp.add_argument("--root", help="source folder (hcp, bids, folders)")
@@ -108,6 +109,14 @@ def _add_import(dsub: argparse._SubParsersAction) -> None:
         help="folders: a regular expression whose group 1 (or match) in a file stem names the "
         "participant, e.g. '(sub-[0-9]+)'; a participant's images must all be in train or "
         "all in test (default: every file stem is a participant)",
+    )
+    imp.add_argument(
+        "--scale",
+        choices=("auto", "volume", "slice"),
+        default="auto",
+        help="intensity scale of NIfTI volumes: one divisor per volume (the 99.5th percentile of "
+        "its brain voxels) or per slice; auto (default): volume when several slices per volume "
+        "are imported, else slice (the paper's per-image setting)",
     )
     imp.add_argument(
         "--citation",
@@ -230,6 +239,7 @@ def _run_import(args: argparse.Namespace) -> int:
         csv=args.csv,
         participant_pattern=args.participant_pattern,
         citation=args.citation,
+        scale=args.scale,
     )
     if args.format == "folders":
         from mrtranslate.data.folders import import_folders

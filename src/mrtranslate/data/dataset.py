@@ -105,6 +105,11 @@ class Dataset:
         return Split(**arrays)
 
     @property
+    def intensity_scale(self) -> str:
+        """``volume`` (one divisor per volume) or ``slice`` (per image; older data sets)."""
+        return self.meta.get("intensity_scale", "slice")
+
+    @property
     def citation(self) -> str | None:
         """How to cite the data (recorded at import), or None."""
         return self.meta.get("citation") or None
@@ -139,6 +144,7 @@ class Dataset:
             "splits": meta["splits"],
             "seed": meta.get("seed"),
             "intensity": meta.get("intensity"),
+            "intensity_scale": self.intensity_scale,
             "volumes": {k: len(v) for k, v in meta["volumes"].items()}
             if self.has_volumes()
             else None,

@@ -35,6 +35,7 @@ from mrtranslate.data.dataset import (
     split_subjects,
 )
 from mrtranslate.data.volumes import (
+    SCALES,
     axial_slice,
     canonical,
     check_same_grid,
@@ -43,6 +44,7 @@ from mrtranslate.data.volumes import (
     load_volume,
     parse_slices,
     scale_slice,
+    volume_divisor,
 )
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import atomic_directory, write_json_atomic
@@ -52,6 +54,11 @@ FORMATS = ("hcp", "bids", "pairs", "folders")
 INTENSITY_NOTE = (
     "per image: negatives clipped to 0, divided by the 99.5th percentile inside the brain mask, "
     "clipped to [0, 1]; the divisor is stored as scale_t1w / scale_t2w"
+)
+VOLUME_INTENSITY_NOTE = (
+    "per volume: negatives clipped to 0, every slice divided by the 99.5th percentile of the "
+    "brain voxels of its whole volume, clipped to [0, 1]; the divisor is stored as scale_t1w / "
+    "scale_t2w"
 )
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -70,6 +77,7 @@ class ImportOptions:
     csv: str | None = None  # --format pairs: the CSV listing subject,t1w,t2w[,mask]
     participant_pattern: str | None = None  # --format folders: regex; group 1 of a file stem
     citation: str | None = None  # how to cite the data (default: read from a BIDS root)
+    scale: str = "auto"  # intensity scale: volume, slice, or auto (volume if >1 slice each)
 
 
 @dataclass
@@ -260,12 +268,24 @@ def _volume_slices(
     if not 0 <= options.axis <= 2:
         raise UsageError(f"--axis must be 0, 1 or 2, got {options.axis}")
     indices = parse_slices(options.slices, t1.shape[options.axis], default_slice)
-    out: dict[str, list[np.ndarray]] = {"t1w": [], "t2w": [], "mask": []}
+    out: dict = {"t1w": [], "t2w": [], "mask": []}
     for k in indices:
         out["t1w"].append(axial_slice(t1, k, options.axis))
         out["t2w"].append(axial_slice(t2, k, options.axis))
         out["mask"].append(axial_slice(mask, k, options.axis))
+    if resolve_scale(options.scale, len(indices)) == "volume":
+        out["divisor"] = {"t1w": volume_divisor(t1, mask), "t2w": volume_divisor(t2, mask)}
     return out
+
+
+def resolve_scale(scale: str, slices_per_subject: int) -> str:
+    """``auto``: one scale per volume when several slices of it are imported, else per slice
+    (the paper's per-image setting for one slice per subject)."""
+    if scale not in ("auto", *SCALES):
+        raise UsageError(f"--scale must be auto, volume or slice, got {scale!r}")
+    if scale == "auto":
+        return "volume" if slices_per_subject > 1 else "slice"
+    return scale
 
 
 def _spacing(files: SubjectFiles, axis: int) -> list[float]:
@@ -342,6 +362,7 @@ def import_volumes(
     if not subjects:
         raise UsageError(f"no {fmt} subjects found under {root}")
     check_output_folder(out, overwrite)
+    resolve_scale(options.scale, 1)  # a bad --scale fails before any volume is read
     default_slice = 120 if fmt == "hcp" else None
     size = options.size or ((304, 256) if fmt == "hcp" else None)
     ids = [s.subject for s in subjects]
@@ -389,21 +410,29 @@ def import_volumes(
                     for name, members in splits.items()
                 },
                 "citation": options.citation or (bids_citation(root) if fmt == "bids" else None),
+                **_scale_meta(options, loaded[subjects[0].subject]),
             },
         )
     return out
 
 
-def _scaled_arrays(slices: dict[str, list[np.ndarray]], size: tuple[int, int]) -> dict:
+def _scaled_arrays(slices: dict, size: tuple[int, int]) -> dict:
     out: dict[str, list] = {"t1w": [], "t2w": [], "mask": [], "scale_t1w": [], "scale_t2w": []}
+    volume = slices.get("divisor", {})  # one divisor per volume, or none (per slice)
     for t1, t2, mask in zip(slices["t1w"], slices["t2w"], slices["mask"]):
         mask = fit_to(mask.astype(bool), size)
         for name, image in (("t1w", t1), ("t2w", t2)):
-            scaled, divisor = scale_slice(fit_to(image, size), mask)
+            scaled, divisor = scale_slice(fit_to(image, size), mask, volume.get(name))
             out[name].append(scaled * mask)
             out[f"scale_{name}"].append(divisor)
         out["mask"].append(mask.astype(np.uint8))
     return {k: np.asarray(v, dtype=np.uint8 if k == "mask" else np.float32) for k, v in out.items()}
+
+
+def _scale_meta(options: ImportOptions, first: dict) -> dict:
+    scale = resolve_scale(options.scale, len(first["t1w"]))
+    note = VOLUME_INTENSITY_NOTE if scale == "volume" else INTENSITY_NOTE
+    return {"intensity_scale": scale, "intensity": note}
 
 
 def _write_meta(

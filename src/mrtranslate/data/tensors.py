@@ -36,6 +36,13 @@ def working_shape(data_shape: tuple[int, int], downsample: float) -> tuple[int, 
     return shape  # type: ignore[return-value]
 
 
+def crop_shape(image_shape: tuple[int, int], crop: int) -> tuple[int, int]:
+    """The training crop (h, w) for whole images of ``image_shape`` (no crop: the image)."""
+    if not crop:
+        return tuple(image_shape)
+    return tuple(min(crop, side) for side in image_shape)
+
+
 def resize(images: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """(N, 1, H, W) float -> (N, 1, h, w), anti-aliased bilinear (identity if sizes match)."""
     if tuple(images.shape[-2:]) == tuple(shape):

@@ -8,9 +8,11 @@ Conventions shared by the importers and ``mrtranslate translate``:
   anterior at the top and the subject's left on the left: ``np.flipud(slice.T)``, the phantom's
   layout (rows anterior->posterior, columns left->right);
 - each 2-D image is cropped or zero-padded symmetrically to the data set's size;
-- intensities: negative values (resampling overshoot) are clipped to 0, then each slice is divided
-  by the 99.5th percentile of its values inside the brain mask and clipped to [0, 1], in float32,
-  never quantised to 8 bits; the divisor is stored so synthetic slices can be mapped back.
+- intensities: negative values (resampling overshoot) are clipped to 0, then each image is divided
+  by the 99.5th percentile of the brain voxels of its whole volume (``volume`` scale, the default
+  when several slices per volume are imported) or of its own slice (``slice`` scale, the paper's
+  per-image setting) and clipped to [0, 1], in float32, never quantised to 8 bits; the divisor
+  is stored so synthetic slices can be mapped back.
 """
 
 from __future__ import annotations
@@ -182,11 +184,24 @@ def fit_to(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def scale_slice(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
-    """Clip negatives, divide by the 99.5th percentile inside ``mask``, clip to [0, 1]."""
+SCALES = ("volume", "slice")
+
+
+def scale_slice(
+    image: np.ndarray, mask: np.ndarray, divisor: float | None = None
+) -> tuple[np.ndarray, float]:
+    """Clip negatives, divide by ``divisor`` (default: the 99.5th percentile inside ``mask``),
+    clip to [0, 1]; returns the scaled float32 image and the divisor."""
     image = np.clip(image, 0.0, None)
-    divisor = robust_scale(image, mask)
+    if divisor is None:
+        divisor = robust_scale(image, mask)
     return np.clip(image / divisor, 0.0, 1.0).astype(np.float32), divisor
+
+
+def volume_divisor(volume: np.ndarray, mask: np.ndarray) -> float:
+    """One divisor for a whole volume: the 99.5th percentile of its brain voxels (negatives
+    clipped to 0), so every slice of a volume shares one intensity scale."""
+    return robust_scale(np.clip(volume, 0.0, None), mask)
 
 
 def parse_slices(text: str | None, depth: int, default: int | None) -> list[int]:

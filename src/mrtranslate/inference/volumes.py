@@ -2,12 +2,13 @@
 
 For each axial slice of the input (after reorientation to RAS+): the display image is cropped or
 padded to the run's data size, scaled like the training data (negatives clipped, divided by the
-slice's 99.5th percentile inside the mask, clipped to [0, 1]), resized to the run's working size,
-translated in batches, resized back, multiplied by the same divisor and put back in place.
+99.5th percentile inside the mask of the whole volume when the run's data was scaled per volume,
+else of the slice; clipped to [0, 1]), resized to the run's working size, translated in batches,
+resized back, multiplied by the same divisor and put back in place.
 
 Output intensities are therefore in the input's units: a synthetic slice equals the model's
-[0, 1] output times the input slice's robust maximum. Voxels outside the mask (given, or the
-input's non-zero voxels with enclosed holes filled, see
+[0, 1] output times the input's robust maximum (of the volume, or of the slice). Voxels outside
+the mask (given, or the input's non-zero voxels with enclosed holes filled, see
 :func:`~mrtranslate.data.volumes.default_brain_mask`) are 0. The output keeps the input's
 affine, orientation and header (data type float32).
 
@@ -42,6 +43,7 @@ from mrtranslate.data.volumes import (
     load_volume,
     put_slice,
     scale_slice,
+    volume_divisor,
 )
 from mrtranslate.directions import Direction
 from mrtranslate.errors import UsageError
@@ -62,6 +64,8 @@ def _translate_canonical(
     data_shape = tuple(run.data_image_shape)
     out = np.zeros(volume.shape, dtype=np.float32)
     indices = [k for k in range(volume.shape[2]) if mask[:, :, k].any()]
+    # The training data's scale: one divisor for the whole volume, or one per slice (None).
+    shared = volume_divisor(volume, mask) if run.intensity_scale == "volume" else None
     for start in progress_bar(
         range(0, len(indices), batch_size),
         desc="slices",
@@ -76,7 +80,7 @@ def _translate_canonical(
             slice_mask = axial_slice(mask, k)
             shapes.append(image.shape)
             fitted_mask = fit_to(slice_mask, data_shape)
-            scaled, divisor = scale_slice(fit_to(image, data_shape), fitted_mask)
+            scaled, divisor = scale_slice(fit_to(image, data_shape), fitted_mask, shared)
             images.append(scaled * fitted_mask)
             divisors.append(divisor)
             masks.append(slice_mask)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from mrtranslate.config import RunConfig
+from mrtranslate.data.tensors import crop_shape
 from mrtranslate.errors import UsageError
 from mrtranslate.hardware import inference_precision, resolve_device
 from mrtranslate.methods import Method, build_method, display_name
@@ -40,6 +41,13 @@ class LoadedRun:
     @property
     def display_name(self) -> str:
         return self.record.display_name
+
+    @property
+    def intensity_scale(self) -> str:
+        """How the training data was scaled: ``volume`` (one divisor per volume) or ``slice``
+        (per image; runs on data sets imported before volume scaling existed)."""
+        data = self.record.data if isinstance(self.record.data, dict) else {}
+        return data.get("intensity_scale") or "slice"
 
     def resolution_warning(self) -> str | None:
         """A warning when the run works more than 2x below its data's in-plane resolution."""
@@ -96,7 +104,8 @@ def load_run(
     try:
         cfg = RunConfig.from_dict(state["config"])
         shape = tuple(state["model_image_shape"])
-        method = build_method(cfg.model, cfg.net, cfg.loss, shape)
+        # image pools hold training crops: build with their size to load the state
+        method = build_method(cfg.model, cfg.net, cfg.loss, crop_shape(shape, cfg.train.crop))
         method.load_state_dict(state["method"])
     except (KeyError, TypeError, RuntimeError) as exc:
         raise UsageError(

@@ -16,7 +16,7 @@ import torch
 
 from mrtranslate.config import RunConfig, apply_overrides
 from mrtranslate.data.dataset import Dataset, open_dataset
-from mrtranslate.data.tensors import load_images, working_shape
+from mrtranslate.data.tensors import crop_shape, load_images, load_masks, working_shape
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import check_writable_parent, write_json_atomic
 from mrtranslate.hardware import PrecisionChoice, resolve_device, resolve_precision
@@ -140,8 +140,10 @@ def _announce(setup: _Setup, device: torch.device, choice: PrecisionChoice, prog
         print(f"mrtranslate: warning: {choice.warning}", file=sys.stderr, flush=True)
     if progress:
         (h, w), (dh, dw) = setup.shape, setup.dataset.shape
+        ch, cw = crop_shape(setup.shape, setup.cfg.train.crop)
+        crops = f", random {ch}x{cw} crops around the brain" if (ch, cw) != (h, w) else ""
         print(
-            f"{display_name(setup.cfg.model)}: {h}x{w} pixels (data {dh}x{dw}), "
+            f"{display_name(setup.cfg.model)}: {h}x{w} pixels (data {dh}x{dw}){crops}, "
             f"{choice.precision} on {device} ({choice.reason})",
             flush=True,
         )
@@ -153,9 +155,12 @@ def _training_data(setup: _Setup) -> TrainingData:
     if setup.cfg.train.max_train_images:
         count = min(count, setup.cfg.train.max_train_images)
     indices = np.arange(count)
+    masks = load_masks(split, setup.shape, indices) if setup.cfg.train.crop else None
     return TrainingData(
         t1w=load_images(split, "t1w", setup.shape, indices),
         t2w=load_images(split, "t2w", setup.shape, indices),
+        mask_t1w=masks,  # a pair's two images share one brain mask
+        mask_t2w=masks,
     )
 
 
@@ -211,7 +216,8 @@ def train_run(
         _announce(setup, device, choice, progress)
     try:
         seed_everything(cfg.train.seed)
-        method = build_method(cfg.model, cfg.net, cfg.loss, setup.shape).to(device)
+        trained_shape = crop_shape(setup.shape, cfg.train.crop)  # the image pools' size
+        method = build_method(cfg.model, cfg.net, cfg.loss, trained_shape).to(device)
         broadcast_parameters(method, dist_info)
         data = _training_data(setup)
         record = _new_record(setup, data_dir, method, len(data), device, dist_info, choice, plan)

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from mrtranslate.config import TrainConfig
+from mrtranslate.data.tensors import crop_shape
 from mrtranslate.directions import Direction
 from mrtranslate.errors import TrainingError
 from mrtranslate.hardware import autocast, resolve_precision
@@ -37,13 +38,52 @@ from mrtranslate.training.seed import epoch_order, step_seed
 
 @dataclass
 class TrainingData:
-    """Training images as (N, 1, h, w) float32 tensors in [-1, 1]."""
+    """Training images as (N, 1, h, w) float32 tensors in [-1, 1]; brain masks (N, 1, h, w)
+    bool for cropping around the brain (optional: without them crops are uniform)."""
 
     t1w: torch.Tensor
     t2w: torch.Tensor
+    mask_t1w: torch.Tensor | None = None
+    mask_t2w: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.t1w.shape[0])
+
+    def to(self, device: torch.device) -> TrainingData:
+        def move(t):
+            return None if t is None else t.to(device)
+
+        return TrainingData(*(move(t) for t in (self.t1w, self.t2w, self.mask_t1w, self.mask_t2w)))
+
+
+def crop_corners(
+    masks: torch.Tensor | None,
+    count: int,
+    image_shape: tuple[int, int],
+    shape: tuple[int, int],
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Top-left corners (count, 2) of random crops of ``shape``: each centred on a pixel drawn
+    uniformly from the image's brain mask ((count, 1, H, W) bool; uniform over the image when
+    None or empty), moved inward as little as needed to stay inside the image."""
+    (height, width), (ch, cw) = image_shape, shape
+    corners = torch.zeros(count, 2, dtype=torch.long)
+    for i in range(count):
+        inside = masks[i, 0].nonzero() if masks is not None else torch.zeros(0, 2)
+        if len(inside):
+            y, x = inside[torch.randint(len(inside), (1,), generator=generator)][0].tolist()
+        else:
+            y = int(torch.randint(height, (1,), generator=generator))
+            x = int(torch.randint(width, (1,), generator=generator))
+        corners[i, 0] = min(max(y - ch // 2, 0), height - ch)
+        corners[i, 1] = min(max(x - cw // 2, 0), width - cw)
+    return corners
+
+
+def take_crops(images: torch.Tensor, corners: torch.Tensor, shape: tuple[int, int]):
+    """(B, C, H, W) -> (B, C, h, w) windows at ``corners`` (B, 2)."""
+    h, w = shape
+    return torch.stack([img[:, y : y + h, x : x + w] for img, (y, x) in zip(images, corners)])
 
 
 @dataclass
@@ -114,8 +154,9 @@ class Trainer:
             cfg.fast_path == "auto" and device.type == "cuda"
         )
         if self.fast_path:  # the images live on the device: no copy from the host per step
-            data = TrainingData(data.t1w.to(device), data.t2w.to(device))
+            data = data.to(device)
             self.data = data
+        self.crop = crop_shape(tuple(data.t1w.shape[-2:]), cfg.crop)
         self._skipped = torch.zeros((), device=device)  # non-finite steps not yet reported
         self._checked_step = 0
         adam = {
@@ -211,10 +252,28 @@ class Trainer:
         positions = torch.arange(within * bs, (within + 1) * bs) % n
         positions = positions[self.dist.rank :: self.dist.world_size]
         fmt = self.memory_format
-        return {
-            "t1w": self.data.t1w[order_t1[positions]].to(self.device).contiguous(memory_format=fmt),
-            "t2w": self.data.t2w[order_t2[positions]].to(self.device).contiguous(memory_format=fmt),
-        }
+        picks = {"t1w": order_t1[positions], "t2w": order_t2[positions]}
+        images = {c: getattr(self.data, c)[picks[c]] for c in picks}
+        if self.crop != tuple(self.data.t1w.shape[-2:]):
+            images = self._crops(images, picks, step)
+        return {c: v.to(self.device).contiguous(memory_format=fmt) for c, v in images.items()}
+
+    def _crops(self, images: dict, picks: dict, step: int) -> dict:
+        """Random crops around the brain, drawn from (seed, step, rank) alone (the method's own
+        random draws are untouched); a paired model sees the same window in both contrasts."""
+        generator = torch.Generator().manual_seed(
+            step_seed(self.cfg.seed, step, self.dist.rank + 7919)
+        )
+        whole = tuple(self.data.t1w.shape[-2:])
+        out, corners = {}, None
+        for contrast in ("t1w", "t2w"):
+            if corners is None or not self.method.paired:
+                masks = getattr(self.data, f"mask_{contrast}")
+                masks = None if masks is None else masks[picks[contrast]].cpu()
+                count = len(picks[contrast])
+                corners = crop_corners(masks, count, whole, self.crop, generator)
+            out[contrast] = take_crops(images[contrast], corners, self.crop)
+        return out
 
     # ---------------------------------------------------------------- loop
     def _autocast(self):
