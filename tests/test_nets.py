@@ -75,3 +75,48 @@ def test_unit_discriminator_scales():
 def test_size_not_divisible_by_four_raises():
     with pytest.raises(ValueError):
         ResnetGenerator(width=8, blocks=1)(torch.zeros(1, 1, 34, 32))
+
+
+def test_unit_resize_decoder_prints_no_grid():
+    """A constant latent must decode to a constant interior: the paper's 3x3 stride-2
+    transposed convolutions print a period-4 grid instead (the cause of UNIT's grid on real
+    scans); the resize decoder does not, with the same number of parameters."""
+    from mrtranslate.nets import count_parameters
+    from mrtranslate.nets.unit import UnitDecoder, init_normal
+
+    torch.manual_seed(0)
+    latent = torch.randn(1, 32, 1, 1).expand(1, 32, 12, 12).contiguous()
+    interiors = {}
+    for upsample in ("transpose", "resize"):
+        decoder = UnitDecoder(width=8, blocks=0, upsample=upsample)
+        init_normal(decoder)
+        with torch.no_grad():
+            out = decoder(latent)[0, 0]
+        assert out.shape == (48, 48)
+        interiors[upsample] = out[8:-8, 8:-8]
+    grid = interiors["transpose"]
+    assert grid.std() > 1e-4
+    assert torch.allclose(grid, grid.roll(4, 0)) and torch.allclose(grid, grid.roll(4, 1))
+    assert interiors["resize"].std() < 1e-6
+    sizes = {
+        u: count_parameters(UnitDecoder(width=8, blocks=1, upsample=u))
+        for u in ("transpose", "resize")
+    }
+    assert sizes["transpose"] == sizes["resize"]
+
+
+@pytest.mark.parametrize("profile, grid", [("quick", False), ("paper", True)])
+def test_unit_profiles_decode_a_constant_latent(profile, grid):
+    """The study's quick profile decodes without a grid; the paper profile keeps the paper's
+    transposed convolutions (and their grid)."""
+    from mrtranslate.methods import build_method, make_config
+
+    cfg = make_config("unit", profile)
+    method = build_method("unit", cfg.net, cfg.loss, (48, 48)).eval()
+    upsampling = method.dec_t2.net[-6:]  # up, act, up, act, 1x1, tanh (after the res blocks)
+    channels = upsampling[-2].in_channels * 4
+    torch.manual_seed(1)
+    latent = torch.randn(1, channels, 1, 1).expand(1, channels, 12, 12).contiguous()
+    with torch.no_grad():
+        interior = upsampling(latent)[0, 0, 8:-8, 8:-8]
+    assert bool(interior.std() > 1e-4) is grid

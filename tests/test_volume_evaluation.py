@@ -139,7 +139,7 @@ def test_report_shows_the_volume_table_baselines_figure3_and_citation(
     assert "| t1-to-t2 | intensity lookup (baseline) |" in table
     assert "| t2-to-t1 | copy input (baseline) |" in table
     report_json = json.loads((report / "report.json").read_text())
-    assert "median brain area" in report_json["figure2_subject"]
+    assert "75th percentile of brain area" in report_json["figure2_subject"]
     # A missing or damaged volume evaluation is one line, exit 2.
     args = ["report", "--runs", str(run), "--out", str(tmp_path / "r2"), "--volumes"]
     (tmp_path / "empty").mkdir()
@@ -187,13 +187,13 @@ def test_figure1_has_reference_lines_for_copy_and_histogram_matching(small_phant
     assert copy_line.get_ydata()[0] == pytest.approx(expected)
 
 
-def test_representative_slice_is_the_median_brain_area():
+def test_representative_slice_is_a_large_brain_not_the_first_slice():
     from mrtranslate.reporting.report import representative_index
 
     masks = np.zeros((5, 10, 10), bool)
     for i, area in enumerate([5, 40, 90, 20, 60]):
         masks[i].flat[:area] = True
-    assert representative_index(masks) == 1  # areas sorted 5 20 40 60 90: median 40
+    assert representative_index(masks) == 4  # areas sorted 5 20 40 60 90: 75th percentile 60
 
 
 def test_evaluate_volumes_refuses_slice_data(small_phantom, tmp_path, capsys):
@@ -290,8 +290,8 @@ def test_translate_uses_the_runs_volume_scale(volume_study, monkeypatch):
     import torch
 
     from mrtranslate.data.volumes import volume_divisor
-    from mrtranslate.inference import volumes as inference_volumes
     from mrtranslate.inference import translate_volume
+    from mrtranslate.inference import volumes as inference_volumes
     from mrtranslate.runs import load_run
 
     run = load_run(volume_study["run"])

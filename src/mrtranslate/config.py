@@ -18,6 +18,7 @@ PROFILES = ("paper", "quick", "tiny")
 CONV_ALGORITHM_CHOICES = ("auto", "direct")
 FAST_PATH_CHOICES = ("auto", "on", "off")
 PRECISIONS = ("auto", "fp32", "bf16")
+UNIT_UPSAMPLE_CHOICES = ("transpose", "resize")
 
 
 @dataclass
@@ -32,6 +33,9 @@ class NetConfig:
     unit_scales: int = 3  # UNIT discriminator scales
     unit_disc_width: int = 64  # UNIT discriminator filters of the first layer
     unit_dropout: float = 0.0  # dropout in UNIT residual blocks, training only
+    # UNIT decoder up-sampling: "transpose" (the paper: 3x3 stride-2 transposed convs, which
+    # leave a checkerboard grid) or "resize" (nearest-neighbour x2, then a 3x3 conv)
+    unit_upsample: str = "transpose"
     simple_width: int = 256  # filters of the Simple model's hidden 1x1 conv
 
 
@@ -130,7 +134,7 @@ class RunConfig:
         for section in (self.net, self.loss):
             for f in dataclasses.fields(section):
                 value = getattr(section, f.name)
-                if value < 0:
+                if not isinstance(value, str) and value < 0:
                     raise ValueError(f"{f.name} must be >= 0, got {value}")
         for key in (
             "gen_width",
@@ -144,6 +148,11 @@ class RunConfig:
                 raise ValueError(f"net.{key} must be positive")
         if not self.net.unit_dropout < 1:
             raise ValueError("net.unit_dropout must be below 1")
+        if self.net.unit_upsample not in UNIT_UPSAMPLE_CHOICES:
+            raise ValueError(
+                f"net.unit_upsample must be one of {', '.join(UNIT_UPSAMPLE_CHOICES)}, got "
+                f"{self.net.unit_upsample!r}"
+            )
         self.train.validate()
 
     def to_dict(self) -> dict[str, Any]:

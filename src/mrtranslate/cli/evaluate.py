@@ -63,7 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--subject-index",
         type=int,
         default=None,
-        help="test image shown in Figure 2 (default: the image of median brain area)",
+        help="test image shown in Figure 2 (default: the image at the 75th percentile of brain "
+        "area, through the middle of the brain in volume data)",
     )
     rp.add_argument(
         "--volumes",

@@ -40,6 +40,7 @@ class Unit(Method):
     Args:
         width, blocks, dropout: encoder/decoder width (64), residual blocks (3), dropout (0).
         disc_width, scales: discriminator width (64) and scales (3).
+        upsample: decoder up-sampling, "transpose" (the paper) or "resize" (no grid).
         adv_weight, kl_weight, rec_weight, kl_cycle_weight, cycle_weight: 10, 0.1, 100, 0.1, 100.
     """
 
@@ -56,6 +57,7 @@ class Unit(Method):
         rec_weight: float,
         kl_cycle_weight: float,
         cycle_weight: float,
+        upsample: str = "transpose",
     ):
         super().__init__()
         self.name = "unit"
@@ -70,8 +72,8 @@ class Unit(Method):
         self.enc_t2 = UnitEncoder(width=width, blocks=blocks, dropout=dropout)
         self.shared_enc = UnitResBlock(width * 4, dropout)
         self.shared_dec = UnitResBlock(width * 4, dropout)
-        self.dec_t1 = UnitDecoder(width=width, blocks=blocks, dropout=dropout)
-        self.dec_t2 = UnitDecoder(width=width, blocks=blocks, dropout=dropout)
+        self.dec_t1 = UnitDecoder(width=width, blocks=blocks, dropout=dropout, upsample=upsample)
+        self.dec_t2 = UnitDecoder(width=width, blocks=blocks, dropout=dropout, upsample=upsample)
         self.d_t1 = UnitMultiScaleDiscriminator(width=disc_width, scales=scales)
         self.d_t2 = UnitMultiScaleDiscriminator(width=disc_width, scales=scales)
         init_normal(self)
@@ -84,6 +86,7 @@ class Unit(Method):
             dropout=net.unit_dropout,
             disc_width=net.unit_disc_width,
             scales=net.unit_scales,
+            upsample=net.unit_upsample,
             adv_weight=loss.unit_adv,
             kl_weight=loss.unit_kl,
             rec_weight=loss.unit_rec,
@@ -192,6 +195,7 @@ SPEC = ModelSpec(
         "net.unit_width": 16,
         "net.unit_blocks": 2,
         "net.unit_disc_width": 16,
+        "net.unit_upsample": "resize",  # no checkerboard grid (nets/unit.py: _up)
         "train.lr": 2e-4,
     },
 )

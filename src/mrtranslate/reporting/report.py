@@ -78,11 +78,16 @@ def _csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+REPRESENTATIVE_QUANTILE = 0.75
+
+
 def representative_index(masks: np.ndarray) -> int:
-    """The test image of median brain area (masks: (N, H, W)): neither the smallest slice at
-    the bottom of a volume nor an unusual one."""
+    """The test image at the 75th percentile of brain area (masks: (N, H, W)): in volume data a
+    slice through the middle of the brain (never the small first slice below the cerebellum,
+    nor the largest, possibly unusual one); with one slice per subject, a typical subject."""
     areas = np.asarray(masks, dtype=bool).reshape(len(masks), -1).sum(axis=1)
-    return int(np.argsort(areas, kind="stable")[(len(areas) - 1) // 2])
+    rank = int(round(REPRESENTATIVE_QUANTILE * (len(areas) - 1)))
+    return int(np.argsort(areas, kind="stable")[rank])
 
 
 def _example_images(summaries: list[EvalSummary], runs: list[Path], index: int | None) -> tuple:
@@ -92,7 +97,7 @@ def _example_images(summaries: list[EvalSummary], runs: list[Path], index: int |
     chosen = "chosen with --subject-index"
     if index is None:
         index = representative_index(split.mask)
-        chosen = "the test image of median brain area"
+        chosen = "the test image at the 75th percentile of brain area"
     if not 0 <= index < len(split):
         raise UsageError(f"--subject-index must be in [0, {len(split) - 1}], got {index}")
     pick = np.array([index])
@@ -153,7 +158,7 @@ def build_report(
 ) -> Path:
     """Write figures, tables, statistics and ``report.html`` for evaluated ``runs`` into ``out``.
 
-    ``subject_index``: the test image of Figure 2 (default: the one of median brain area);
+    ``subject_index``: the test image of Figure 2 (default: the 75th percentile of brain area);
     ``volumes``: a folder written by :func:`mrtranslate.evaluation.volumes.evaluate_volumes`.
     """
     runs = [Path(r) for r in runs]
