@@ -167,3 +167,21 @@ def test_histogram_matching_learns_from_training_images_only(small_phantom, monk
     assert len(seen) == 2
     for got, want in zip(seen, expected):
         assert got.shape[0] == len(train) and torch.equal(got, want)
+
+
+def test_an_empty_mask_gives_missing_masked_measures_not_a_crash():
+    """A slice at the bottom of a volume can lose its whole mask when down-sampled: its masked
+    measures are missing (NaN), left out of the summary, and evaluation goes on."""
+    from mrtranslate.evaluation.evaluate import measure_stack
+    from mrtranslate.evaluation.summary import describe
+
+    rng = np.random.default_rng(0)
+    real = rng.uniform(0, 1, (3, 16, 16))
+    synthetic = np.clip(real + rng.normal(0, 0.1, real.shape), 0, 1)
+    masks = np.ones((3, 16, 16), bool)
+    masks[1] = False
+    rows = measure_stack(real, synthetic, masks, progress=False)
+    assert np.isnan(rows[1]["mae_mask"]) and np.isfinite(rows[1]["mae"])
+    stat = describe(np.array([r["mae_mask"] for r in rows]))
+    assert stat["n"] == 2 and stat["n_missing"] == 1
+    assert stat["median"] == pytest.approx(np.median([rows[0]["mae_mask"], rows[2]["mae_mask"]]))

@@ -225,3 +225,60 @@ def test_a_damaged_study_record_is_a_usage_error(small_phantom, tmp_path, capsys
     (out / "study.json").write_text('{"plan": {"steps": "x"')
     args = ["study", "--data", str(small_phantom), "--out", str(out), "--quiet"]
     assert "study.json is damaged" in usage_error(capsys, args)
+
+
+REAL = (220, 184)
+
+
+def _native_plan(step_at_base: dict[str, float], minutes: float) -> StudyPlan:
+    """Native-resolution plans for 220x184 volume data: step times measured on 64x64 crops
+    (proportional to pixels elsewhere), two test volumes of 182 slices judged whole."""
+    from mrtranslate.planning import BASE_CROP, candidate_crops, crop_key
+
+    crops, base = candidate_crops(REAL)
+    key = crop_key(REAL, BASE_CROP)
+    cost = CostModel(
+        models=tuple(step_at_base),
+        data_shape=REAL,
+        test_images=100,
+        metric_seconds_per_pixel=1.5e-7,
+        step_seconds={(m, key): t * 64 * 64 / (76 * 64) for m, t in step_at_base.items()},
+        crops=crops,
+        volume_slices=182,
+        volume_voxels=182 * 218 * 182,
+    )
+    return build_plan(cost, list(crops), base, minutes, 20.0, 200, "cpu", "fp32")
+
+
+def test_native_plans_keep_full_resolution_and_grow_crops_then_steps():
+    from mrtranslate.planning import CROPS, candidate_crops
+
+    crops, base = candidate_crops(REAL)
+    assert list(crops.values())[-1] == 0 and crops[base] == 64  # whole image last, base 64
+    assert all(c in CROPS for c in list(crops.values())[:-1])
+    previous = None
+    assert not _native_plan(AVX2, 3).fits  # says so when even 48x48 crops do not fit
+    for minutes in (10, 15, 30, 60, 240):
+        plan = _native_plan(AVX2, minutes)
+        assert plan.fits and plan.downsample == 1 and plan.image_shape == list(REAL)
+        assert "train.downsample=1" in plan.overrides()
+        assert f"train.crop={plan.crop}" in plan.overrides()
+        assert plan.estimated_seconds <= PLANNED_FRACTION * minutes * 60 + 1e-6
+        side = plan.crop or max(REAL)
+        if previous is not None:  # more time: never a smaller crop, never fewer steps for one
+            assert side >= previous[0]
+            assert side > previous[0] or plan.steps >= previous[1]
+        previous = (side, plan.steps)
+    assert _native_plan(AVX2, 240).crop in (0, *range(68, 400))  # larger crops, or whole images
+    text = _native_plan(AVX2, 30).table()
+    assert "the data's resolution" in text and "crops" in text
+
+
+def test_native_plan_counts_the_whole_volume_judgement():
+    plan = _native_plan(ZEN4, 15)
+    with_volumes = plan.fixed_seconds["references"]
+    from mrtranslate.planning import VOLUME_MEASURE_SECONDS_PER_VOXEL
+
+    assert with_volumes > 4 * 182 * 218 * 182 * VOLUME_MEASURE_SECONDS_PER_VOXEL
+    assert all(m.evaluate_seconds > 2 * 182 * 218 * 182 * VOLUME_MEASURE_SECONDS_PER_VOXEL
+               for m in plan.models)  # fmt: skip

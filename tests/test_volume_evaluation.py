@@ -306,3 +306,24 @@ def test_translate_uses_the_runs_volume_scale(volume_study, monkeypatch):
     expected = 0.5 * volume_divisor(volume, brain)
     for k in range(volume.shape[2]):
         np.testing.assert_allclose(out[:, :, k][brain[:, :, k]], expected, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_study_on_volume_data_plans_native_resolution_and_judges_whole_volumes(
+    volume_study, tmp_path
+):
+    """The main job on volume data answers "does any model beat the lookup?" on its own."""
+    out = tmp_path / "study"
+    args = ["study", "--data", str(volume_study["data"]), "--out", str(out), "--budget", "2"]
+    assert main([*args, "--models", "generators_s", "simple", "--quiet"]) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["downsample"] == 1 and plan["image_shape"] == [64, 64]
+    assert "crop" in plan
+    summary = json.loads((out / "volumes" / "summary.json").read_text())
+    assert set(summary["directions"]["t1-to-t2"]) == {"copy", "lookup", "generators_s", "simple"}
+    html = (out / "report" / "report.html").read_text()
+    assert "Whole volumes: does any model beat the baselines?" in html
+    # Run again: everything is done for these checkpoints, nothing is recomputed.
+    before = (out / "volumes" / "summary.json").stat().st_mtime_ns
+    assert main([*args, "--models", "generators_s", "simple", "--quiet"]) == 0
+    assert (out / "volumes" / "summary.json").stat().st_mtime_ns == before

@@ -14,6 +14,13 @@ ladder, never giving fewer steps or a smaller image for more time:
 2. at the base size: from ``MIN_STEPS`` up to ``TARGET_STEPS`` steps;
 3. finer sizes with ``TARGET_STEPS`` steps, up to the data set's full size;
 4. at full size: more steps, up to the paper's 200 epochs.
+
+**Native resolution on crops** (the study's mode for data imported from volumes): images stay
+at the data's resolution (no down-sampling) and training uses random square crops around the
+brain (``train.crop``); the ladder's rungs are crop sides instead of down-sampling factors
+(``BASE_CROP`` is the base rung, smaller crops below it, larger ones above, the whole image
+last). A rung's key is ``sqrt(image pixels / crop pixels)``, so larger keys stay cheaper, as
+with factors. Evaluation and the whole-volume judgement translate whole slices at full size.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from mrtranslate.data.tensors import auto_downsample, working_shape
+from mrtranslate.data.tensors import auto_downsample, crop_shape, working_shape
 
 MIN_STEPS = 210  # a sensible minimum (35 x 6): every model already beats copying the input
 TARGET_STEPS = 600  # steps reached at the base size before the images grow
@@ -34,6 +41,11 @@ FACTORS = (8, 6, 5, 4, 3.5, 3, 2.5, 2, 1.5, 1)  # candidate down-sampling factor
 PLANNED_FRACTION = 0.9  # the plan fills this fraction of the budget; the rest absorbs error
 EPOCHS = 6
 BATCH = 4
+CROPS = (48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256, 320, 384)  # candidate sides
+BASE_CROP = 64
+# Whole-volume judgement (evaluate-volumes): seconds to measure one candidate volume per voxel
+# (measured: about 5 s for a 182x218x182 volume on 2 cores)
+VOLUME_MEASURE_SECONDS_PER_VOXEL = 5.0 / (182 * 218 * 182)
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,7 @@ def choose(
     max_steps: int,
     min_steps: int = MIN_STEPS,
     target_steps: int = TARGET_STEPS,
+    fill: bool = False,
 ) -> tuple[float, int, bool]:
     """The (down-sampling factor, steps, fits) of the ladder's largest rung within ``seconds``.
 
@@ -76,6 +89,9 @@ def choose(
         cost: the study's cost at a factor (cost grows as the factor falls).
         seconds: time available for training and the fixed costs.
         max_steps: the steps of the paper's schedule (the cap at full size).
+        fill: on the chosen rung above the base, train as many steps as fit (at least
+            ``target_steps``) instead of exactly ``target_steps`` (native mode: the budget is
+            used, not left between rungs).
     Returns:
         the factor, the steps per model (a multiple of 6) and whether it fits in ``seconds``.
     """
@@ -86,9 +102,10 @@ def choose(
             return base, _round_steps(at[base]), True
         finer = [f for f in factors if f < base and at[f] >= target_steps]
         if not finer:
-            return base, _round_steps(target_steps), True
+            steps = min(at[base], max_steps) if fill else target_steps
+            return base, _round_steps(steps), True
         factor = min(finer)
-        if factor == finest:
+        if factor == finest or fill:
             return factor, _round_steps(min(at[factor], max_steps)), True
         return factor, _round_steps(target_steps), True
     coarser = [f for f in factors if f > base and at[f] >= min_steps]
@@ -114,6 +131,25 @@ def candidate_factors(data_shape: tuple[int, int]) -> tuple[list[float], float]:
     if base not in factors:
         factors = sorted({*factors, base}, reverse=True)
     return factors, base
+
+
+def crop_key(data_shape: tuple[int, int], crop: int) -> float:
+    """The ladder key of crop side ``crop`` (0 = the whole image): sqrt(image / crop pixels)."""
+    h, w = data_shape
+    ch, cw = crop_shape(tuple(data_shape), crop)
+    return math.sqrt(h * w / (ch * cw))
+
+
+def candidate_crops(data_shape: tuple[int, int]) -> tuple[dict[float, int], float]:
+    """Crop rungs for native-resolution training: key -> crop side (0 = whole image), and the
+    base key. Crops that cover the whole image collapse into the whole-image rung."""
+    rungs: dict[float, int] = {}
+    for crop in CROPS:
+        if crop < max(data_shape):
+            rungs.setdefault(crop_key(data_shape, crop), crop)
+    rungs[1.0] = 0
+    base = crop_key(data_shape, BASE_CROP) if max(data_shape) > BASE_CROP else 1.0
+    return dict(sorted(rungs.items(), reverse=True)), base
 
 
 @dataclass
@@ -146,6 +182,7 @@ class StudyPlan:
     models: list[ModelPlan]
     fixed_seconds: dict[str, float] = field(default_factory=dict)
     calibration: dict = field(default_factory=dict)
+    crop: int = 0  # side of the random training crops at full size (0: whole images)
 
     @property
     def estimated_seconds(self) -> float:
@@ -161,6 +198,7 @@ class StudyPlan:
             f"train.steps_per_epoch={per_epoch}",
             f"train.batch_size={self.batch_size}",
             f"train.precision={self.precision}",
+            f"train.crop={self.crop}",
         ]
 
     def to_dict(self) -> dict:
@@ -175,11 +213,17 @@ class StudyPlan:
     def table(self) -> str:
         """The plan as printed before training."""
         h, w = self.image_shape
+        if self.crop:
+            ch, cw = crop_shape(tuple(self.image_shape), self.crop)
+            size = f"{h}x{w} pixels (the data's resolution), training on {ch}x{cw} crops"
+        else:
+            size = (
+                f"{h}x{w} pixels (data {self.data_shape[0]}x{self.data_shape[1]}, "
+                f"{self.downsample:g}x down-sampled)"
+            )
         lines = [
             f"plan for {self.budget_minutes:g} minutes on {self.device} ({self.precision}): "
-            f"{h}x{w} pixels (data {self.data_shape[0]}x{self.data_shape[1]}, "
-            f"{self.downsample:g}x down-sampled), {self.steps} steps of batch {self.batch_size} "
-            "per model",
+            f"{size}, {self.steps} steps of batch {self.batch_size} per model",
             f"  {'model':<14}{'s/step':>8}{'steps':>7}{'train min':>11}{'evaluate min':>14}",
         ]
         for m in self.models:
@@ -211,10 +255,31 @@ class CostModel:
     metric_seconds_per_pixel: float
     step_seconds: dict
     overhead_per_model: float = 4.0  # start-up, loading images, checkpoints, TensorBoard
+    crops: dict | None = None  # native-resolution mode: rung key -> crop side (0 = whole)
+    volume_slices: int = 0  # axial slices of the test volumes judged whole (evaluate-volumes)
+    volume_voxels: int = 0  # their voxels
+
+    def train_shape(self, factor: float) -> tuple[int, int]:
+        """The training images' (or crops') size at rung ``factor``."""
+        if self.crops is not None:
+            return crop_shape(tuple(self.data_shape), self.crops[factor])
+        return working_shape(self.data_shape, factor)
+
+    def eval_shape(self, factor: float) -> tuple[int, int]:
+        """The size whole images are translated and measured at."""
+        return tuple(self.data_shape) if self.crops is not None else self.train_shape(factor)
 
     def pixels(self, factor: float) -> int:
-        h, w = working_shape(self.data_shape, factor)
+        h, w = self.train_shape(factor)
         return h * w
+
+    def eval_pixels(self, factor: float) -> int:
+        h, w = self.eval_shape(factor)
+        return h * w
+
+    def _image_seconds(self, model: str, factor: float) -> float:
+        """One generator forward of a whole image: well under a tenth of a training step."""
+        return self.model_step(model, factor) * self.eval_pixels(factor) / self.pixels(factor) / 32
 
     def model_step(self, model: str, factor: float) -> float:
         """Seconds per training step of ``model`` at ``factor``: measured, or estimated with a
@@ -239,16 +304,22 @@ class CostModel:
         return max(intercept + slope * px, smallest[1] * min(1.0, px / smallest[0]))
 
     def evaluate_seconds(self, model: str, factor: float) -> float:
-        """Translating the test split both ways (and timing it), plus the measures."""
-        # one generator forward per image: well under a tenth of a training step per image
-        per_image = self.model_step(model, factor) / BATCH / 8
+        """Translating the test split both ways (and timing it), plus the measures; with test
+        volumes also translating them whole and measuring the result."""
+        per_image = self._image_seconds(model, factor)
         translate = self.test_images * 2 * 1.4 * per_image
-        measures = self.test_images * 2 * 2 * self.pixels(factor) * self.metric_seconds_per_pixel
-        return translate + measures + 2.0
+        pixels = self.eval_pixels(factor)
+        measures = self.test_images * 2 * 2 * pixels * self.metric_seconds_per_pixel
+        volumes = self.volume_slices * 2 * per_image
+        volumes += 2 * self.volume_voxels * VOLUME_MEASURE_SECONDS_PER_VOXEL
+        return translate + measures + volumes + 2.0
 
     def references_seconds(self, factor: float) -> float:
-        """The reference points, measured once per study (4 stacks of the test split)."""
-        return self.test_images * 8 * self.pixels(factor) * self.metric_seconds_per_pixel + 2.0
+        """The reference points, measured once per study (4 stacks of the test split), and the
+        whole-volume baselines (copy and lookup, both directions)."""
+        pixels = self.eval_pixels(factor)
+        volumes = 2 * 2 * self.volume_voxels * VOLUME_MEASURE_SECONDS_PER_VOXEL
+        return self.test_images * 8 * pixels * self.metric_seconds_per_pixel + 2.0 + volumes
 
     def __call__(self, factor: float) -> SizeCost:
         step = sum(self.model_step(m, factor) for m in self.models)
@@ -276,7 +347,9 @@ def build_plan(
     was already spent) and describe the result."""
     seconds = PLANNED_FRACTION * budget_minutes * 60 - spent_seconds
     max_steps = 200 * math.ceil(train_images / BATCH)
-    factor, steps, fits = choose(factors, base, cost, seconds, max_steps)
+    factor, steps, fits = choose(
+        factors, base, cost, seconds, max_steps, fill=cost.crops is not None
+    )
     models = [
         ModelPlan(
             model=m,
@@ -292,8 +365,9 @@ def build_plan(
         device=device,
         precision=precision,
         data_shape=list(cost.data_shape),
-        downsample=factor,
-        image_shape=list(working_shape(cost.data_shape, factor)),
+        downsample=1.0 if cost.crops is not None else factor,
+        image_shape=list(cost.eval_shape(factor)),
+        crop=cost.crops[factor] if cost.crops is not None else 0,
         steps=steps,
         batch_size=BATCH,
         epochs=EPOCHS,
@@ -316,6 +390,9 @@ class StudyShape:
     data_shape: tuple[int, int]
     train_images: int
     test_images: int
+    native: bool = False  # train at the data's resolution on crops (volume data)
+    volume_slices: int = 0  # axial slices of the test volumes (judged whole after training)
+    volume_voxels: int = 0
 
 
 class _Calibration:
@@ -326,11 +403,22 @@ class _Calibration:
 
         self.study, self.device, self.precision, self.say = study, device, precision, say
         self.start = time.perf_counter()
-        self.factors, self.base = candidate_factors(study.data_shape)
+        self.crops = None
+        if study.native:
+            self.crops, self.base = candidate_crops(study.data_shape)
+            self.factors = list(self.crops)
+        else:
+            self.factors, self.base = candidate_factors(study.data_shape)
         self.step_seconds: dict = {}
         self.conv_algorithms: dict = {}
-        h, w = working_shape(study.data_shape, self.base)
+        h, w = self.shape(self.base)
         self.metric_cost = metrics_seconds((h, w), 16) / (16 * h * w)
+
+    def shape(self, factor: float) -> tuple[int, int]:
+        """The training size of a rung (a crop in native mode)."""
+        if self.crops is not None:
+            return crop_shape(tuple(self.study.data_shape), self.crops[factor])
+        return working_shape(self.study.data_shape, factor)
 
     @property
     def seconds(self) -> float:
@@ -339,7 +427,7 @@ class _Calibration:
     def measure(self, factor: float) -> None:
         from mrtranslate.bench import quick_step_seconds
 
-        shape = working_shape(self.study.data_shape, factor)
+        shape = self.shape(factor)
         for model in self.study.models:
             seconds, algorithms = quick_step_seconds(
                 model, shape, BATCH, self.device, self.precision
@@ -361,11 +449,14 @@ class _Calibration:
             study.test_images,
             self.metric_cost,
             dict(self.step_seconds),
+            crops=self.crops,
+            volume_slices=study.volume_slices,
+            volume_voxels=study.volume_voxels,
         )
         record = {
             "seconds": self.seconds,
             "step_seconds": {
-                f"{m}@{'x'.join(map(str, working_shape(study.data_shape, f)))}": t
+                f"{m}@{'x'.join(map(str, self.shape(f)))}": t
                 for (m, f), t in self.step_seconds.items()
             },
             "metric_seconds_per_pixel": self.metric_cost,
@@ -400,8 +491,9 @@ def calibrate_and_plan(
     plan = calibration.plan(budget_minutes, spent_seconds)
     for _ in range(3):
         measured = {f for _, f in calibration.step_seconds}
-        if plan.downsample in measured or calibration.seconds > max_calibration_seconds:
+        rung = crop_key(study.data_shape, plan.crop) if study.native else plan.downsample
+        if rung in measured or calibration.seconds > max_calibration_seconds:
             break
-        calibration.measure(plan.downsample)
+        calibration.measure(rung)
         plan = calibration.plan(budget_minutes, spent_seconds)
     return plan

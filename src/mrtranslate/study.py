@@ -133,9 +133,18 @@ def _plan_study(
         _say(f"warning: {choice.warning}")
     _say(f"calibrating on {torch_device}: {choice.precision} ({choice.reason})")
     dataset = open_dataset(data_dir)
+    slices, voxels = _test_volume_size(dataset)
     shape = StudyShape(
-        models, tuple(dataset.shape), len(dataset.split("train")), len(dataset.split("test"))
+        models,
+        tuple(dataset.shape),
+        len(dataset.split("train")),
+        len(dataset.split("test")),
+        native=dataset.has_volumes(),
+        volume_slices=slices,
+        volume_voxels=voxels,
     )
+    if shape.native:
+        _say("volume data: training at the data's resolution on random crops around the brain")
     return calibrate_and_plan(
         shape,
         budget,
@@ -144,6 +153,24 @@ def _plan_study(
         choice.precision,
         say=_say,
     )
+
+
+def _test_volume_size(dataset) -> tuple[int, int]:
+    """Axial slices and voxels of the test volumes (from their headers), for the plan's estimate
+    of the whole-volume judgement; (0, 0) for data without source volumes."""
+    import nibabel as nib
+
+    if not dataset.has_volumes():
+        return 0, 0
+    slices = voxels = 0
+    for source in dataset.volume_sources("test"):
+        try:
+            shape = nib.load(str(source.t1w)).shape[:3]
+        except (OSError, ValueError):
+            continue  # the evaluation itself names an unreadable volume
+        slices += int(shape[2])
+        voxels += int(shape[0] * shape[1] * shape[2])
+    return slices, voxels
 
 
 class _Clock:

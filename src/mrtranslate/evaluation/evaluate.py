@@ -48,13 +48,20 @@ def measure_stack(
     desc: str = "",
     progress: bool = True,
 ) -> list[dict[str, float]]:
-    """Per-image measures (whole image and inside the mask) of (N, h, w) arrays in [0, 1]."""
+    """Per-image measures (whole image and inside the mask) of (N, h, w) arrays in [0, 1].
+
+    An image whose brain mask is empty at this resolution (a slice at the edge of a volume,
+    down-sampled) gets NaN for the masked measures; summaries and tests leave those out.
+    """
     rows = []
     for i in progress_bar(
         range(real.shape[0]), desc=desc, unit="img", disable=not progress, leave=False
     ):
         whole = image_measures(real[i], synthetic[i])
-        inside = image_measures(real[i], synthetic[i], masks[i])
+        if masks[i].any():
+            inside = image_measures(real[i], synthetic[i], masks[i])
+        else:
+            inside = dict.fromkeys(whole, float("nan"))
         rows.append(whole | {f"{k}_mask": v for k, v in inside.items()})
     return rows
 

@@ -101,7 +101,8 @@ def bin_indices(values: np.ndarray, bins: int = MI_BINS) -> np.ndarray:
 
 
 def ssim_map(real: np.ndarray, synthetic: np.ndarray, *, data_range: float) -> np.ndarray:
-    """Per-pixel SSIM (Gaussian window, see the module docstring), float64 (H, W)."""
+    """Per-pixel SSIM (Gaussian window, see the module docstring), float64, the inputs' shape:
+    (H, W) images, or (X, Y, Z) volumes with an isotropic 3-D window (volume measures)."""
     x = np.asarray(real, np.float64)
     y = np.asarray(synthetic, np.float64)
 

@@ -11,15 +11,20 @@ from scipy import stats
 def describe(values: np.ndarray) -> dict:
     """Mean, std (ddof 1), median, t-based 95% confidence interval of the mean, and n.
 
-    Non-finite values (PSNR of a perfect translation) are kept in the median but excluded from
-    the mean, std and CI; ``n_infinite`` says how many there were.
+    Infinite values (PSNR of a perfect translation) are kept in the median but excluded from
+    the mean, std and CI; ``n_infinite`` says how many there were. NaN values (a measure that
+    does not exist for an image, e.g. inside an empty mask) are left out of everything;
+    ``n_missing`` counts them.
     """
     values = np.asarray(values, dtype=np.float64)
+    missing = int(np.isnan(values).sum())
+    values = values[~np.isnan(values)]
     finite = values[np.isfinite(values)]
     n = int(finite.size)
     out = {
         "n": int(values.size),
         "n_infinite": int(values.size - n),
+        "n_missing": missing,
         "median": float(np.median(values)) if values.size else math.nan,
     }
     if n == 0:

@@ -34,9 +34,8 @@ Measures (all over brain voxels only; what lies outside the brain cannot change 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
-from mrtranslate.evaluation.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_TRUNCATE
+from mrtranslate.evaluation.metrics import ssim_map
 
 PERCENTILE = 99.5
 MIN_SLICE_VOXELS = 100
@@ -85,23 +84,6 @@ def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
         slice(max(0, int(c.min()) - margin), min(n, int(c.max()) + 1 + margin))
         for c, n in zip(coords, mask.shape)
     )
-
-
-def ssim_map_3d(real: np.ndarray, synthetic: np.ndarray, data_range: float = 1.0) -> np.ndarray:
-    """Per-voxel 3-D SSIM (Gaussian window; see the module docstring), float64."""
-    x = np.asarray(real, np.float64)
-    y = np.asarray(synthetic, np.float64)
-
-    def blur(v: np.ndarray) -> np.ndarray:
-        return ndimage.gaussian_filter(v, sigma=SSIM_SIGMA, truncate=SSIM_TRUNCATE, mode="reflect")
-
-    ux, uy = blur(x), blur(y)
-    vx = blur(x * x) - ux * ux
-    vy = blur(y * y) - uy * uy
-    vxy = blur(x * y) - ux * uy
-    c1 = (SSIM_K1 * data_range) ** 2
-    c2 = (SSIM_K2 * data_range) ** 2
-    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
 
 
 def slice_consistency(real: np.ndarray, synthetic: np.ndarray, brain: np.ndarray) -> float:
@@ -166,7 +148,7 @@ def volume_measures(
     xs, ys = x[brain], y[brain]
     mse = float(np.mean((ys - xs) ** 2))
     box = bounding_box(brain)
-    smap = ssim_map_3d(x[box], y[box])
+    smap = ssim_map(x[box], y[box], data_range=1.0)  # 3-D: the filter follows the array
     inside = brain[box]
     r = float(np.corrcoef(xs, ys)[0, 1]) if xs.std() > 0 and ys.std() > 0 else float("nan")
     detail_real = in_plane_detail(x, brain)

@@ -168,37 +168,7 @@ def evaluate_volumes(
     rows, seconds = [], {}
     for source in progress_bar(test, desc="test volumes", unit="vol", disable=not progress):
         person = load_participant(source)
-        mid = mid_brain_slice(person.brain)
-        slices: dict[str, np.ndarray] = {}
-        for direction in DIRECTIONS:
-            real = person.volume[direction.target]
-            candidates = _baselines(person, direction, lookups[direction])
-            for run in loaded:
-                t0 = time.perf_counter()
-                candidates[run.config.model] = translate_volume(
-                    run, person.volume[direction.source], direction, person.brain, batch_size
-                )
-                seconds[f"{source.subject} {run.config.model} {direction}"] = (
-                    time.perf_counter() - t0
-                )
-            slices[f"{direction}/input"] = _mid(person.volume[direction.source], person, mid)
-            slices[f"{direction}/real"] = _mid(real, person, mid)
-            for name, synthetic in candidates.items():
-                measured = volume_measures(real, synthetic, person.brain, person.lesion)
-                rows.append(
-                    {
-                        "participant": source.participant,
-                        "subject": source.subject,
-                        "direction": str(direction),
-                        "candidate": name,
-                        "kind": "baseline" if name in BASELINES else "model",
-                        **measured,
-                    }
-                )
-                slices[f"{direction}/{name}"] = _mid(synthetic, person, mid)
-                if save_volumes and name not in BASELINES:
-                    _save_volume(out, person, direction, name, synthetic)
-        _save_slices(out / "slices" / f"{source.subject}.npz", slices, mid)
+        rows += _judge(person, loaded, lookups, out, batch_size, save_volumes, seconds)
     names = {run.config.model: run.display_name for run in loaded}
     summary = summarise_volumes(rows, names)
     summary |= {
@@ -235,6 +205,49 @@ def volumes_current(folder: str | Path, runs: list[str | Path]) -> bool:
         return {Path(v["run"]).name: v["checkpoint"] for v in recorded.values()} == wanted
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
+
+
+def _judge(
+    person: Participant,
+    loaded: list,
+    lookups: dict,
+    out: Path,
+    batch_size: int,
+    save_volumes: bool,
+    seconds: dict,
+) -> list[dict]:
+    """Translate one participant's volumes both ways with every run, measure them and the
+    baselines, save the mid-brain slices; returns the rows (``seconds`` gets the timings)."""
+    source, rows = person.source, []
+    mid = mid_brain_slice(person.brain)
+    slices: dict[str, np.ndarray] = {}
+    for direction in DIRECTIONS:
+        real = person.volume[direction.target]
+        candidates = _baselines(person, direction, lookups[direction])
+        for run in loaded:
+            t0 = time.perf_counter()
+            candidates[run.config.model] = translate_volume(
+                run, person.volume[direction.source], direction, person.brain, batch_size
+            )
+            seconds[f"{source.subject} {run.config.model} {direction}"] = time.perf_counter() - t0
+        slices[f"{direction}/input"] = _mid(person.volume[direction.source], person, mid)
+        slices[f"{direction}/real"] = _mid(real, person, mid)
+        for name, synthetic in candidates.items():
+            rows.append(
+                {
+                    "participant": source.participant,
+                    "subject": source.subject,
+                    "direction": str(direction),
+                    "candidate": name,
+                    "kind": "baseline" if name in BASELINES else "model",
+                    **volume_measures(real, synthetic, person.brain, person.lesion),
+                }
+            )
+            slices[f"{direction}/{name}"] = _mid(synthetic, person, mid)
+            if save_volumes and name not in BASELINES:
+                _save_volume(out, person, direction, name, synthetic)
+    _save_slices(out / "slices" / f"{source.subject}.npz", slices, mid)
+    return rows
 
 
 def _baselines(person: Participant, direction: Direction, lookup: IntensityLookup) -> dict:
