@@ -120,7 +120,8 @@ def test_real_probe_is_quick_and_consistent():
     hardware.measure_cpu_bf16.cache_clear()
     start = time.perf_counter()
     choice = resolve_precision("auto", "cpu")
-    assert time.perf_counter() - start < 5  # about 0.05 s; generous for a loaded machine
+    # about 0.05 s alone; the bound only catches a probe that runs emulated bf16 for minutes
+    assert time.perf_counter() - start < 30
     assert choice.precision in ("fp32", "bf16")
     assert choice.fp32_ms > 0 and choice.bf16_ms > 0
     if choice.precision == "bf16":

@@ -168,7 +168,7 @@ def evaluate_volumes(
     rows, seconds = [], {}
     for source in progress_bar(test, desc="test volumes", unit="vol", disable=not progress):
         person = load_participant(source)
-        rows += _judge(person, loaded, lookups, out, batch_size, save_volumes, seconds)
+        rows += _judge(person, loaded, lookups, out, batch_size, save_volumes, seconds, progress)
     names = {run.config.model: run.display_name for run in loaded}
     summary = summarise_volumes(rows, names)
     summary |= {
@@ -215,6 +215,7 @@ def _judge(
     batch_size: int,
     save_volumes: bool,
     seconds: dict,
+    progress: bool = False,
 ) -> list[dict]:
     """Translate one participant's volumes both ways with every run, measure them and the
     baselines, save the mid-brain slices; returns the rows (``seconds`` gets the timings)."""
@@ -224,7 +225,8 @@ def _judge(
     for direction in DIRECTIONS:
         real = person.volume[direction.target]
         candidates = _baselines(person, direction, lookups[direction])
-        for run in loaded:
+        label = f"{source.subject} {direction}: translating"
+        for run in progress_bar(loaded, desc=label, unit="model", disable=not progress):
             t0 = time.perf_counter()
             candidates[run.config.model] = translate_volume(
                 run, person.volume[direction.source], direction, person.brain, batch_size
