@@ -50,10 +50,9 @@ class TrainingData:
         return int(self.t1w.shape[0])
 
     def to(self, device: torch.device) -> TrainingData:
-        def move(t):
-            return None if t is None else t.to(device)
-
-        return TrainingData(*(move(t) for t in (self.t1w, self.t2w, self.mask_t1w, self.mask_t2w)))
+        """The images on ``device``; the masks stay on the host, where crop corners are drawn,
+        so choosing a crop never waits for the device."""
+        return TrainingData(self.t1w.to(device), self.t2w.to(device), self.mask_t1w, self.mask_t2w)
 
 
 def crop_corners(
@@ -269,7 +268,7 @@ class Trainer:
         for contrast in ("t1w", "t2w"):
             if corners is None or not self.method.paired:
                 masks = getattr(self.data, f"mask_{contrast}")
-                masks = None if masks is None else masks[picks[contrast]].cpu()
+                masks = None if masks is None else masks[picks[contrast]]
                 count = len(picks[contrast])
                 corners = crop_corners(masks, count, whole, self.crop, generator)
             out[contrast] = take_crops(images[contrast], corners, self.crop)
