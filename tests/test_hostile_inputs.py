@@ -292,6 +292,24 @@ def test_stale_temporary_files_are_cleaned_and_outputs_respect_the_umask(tmp_pat
     assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o755
 
 
+def test_multi_member_gzip_nifti_is_read_and_a_missing_member_is_refused(tmp_path):
+    """A .nii.gz written as several gzip members is valid (nibabel reads it; the last member's
+    trailer counts only that member); without its last member it is truncated."""
+    from mrtranslate.data.volumes import load_volume
+    from mrtranslate.errors import UsageError
+
+    plain = good_volume(tmp_path / "one.nii", shape=(40, 48, 6)).read_bytes()
+    parts = [plain[i : i + 7000] for i in range(0, len(plain), 7000)]
+    members = tmp_path / "members.nii.gz"
+    members.write_bytes(b"".join(gzip.compress(part, mtime=0) for part in parts))
+    expected = np.asarray(nib.load(str(tmp_path / "one.nii")).dataobj)
+    np.testing.assert_array_equal(np.asarray(load_volume(members).dataobj), expected)
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(b"".join(gzip.compress(part, mtime=0) for part in parts[:-1]))
+    with pytest.raises(UsageError, match="cut.nii.gz is truncated"):
+        load_volume(cut)
+
+
 def test_translate_output_is_checked_before_the_work(evaluated_run, tmp_path, capsys):
     volume = good_volume(tmp_path / "in_T1w.nii.gz", shape=(64, 64, 6))
     blocker = tmp_path / "a_file"

@@ -98,9 +98,10 @@ def _trainer(
     """A trainer of ``model`` (config ``cfg``) on random images, in a temporary run folder."""
     torch.manual_seed(0)
     method = build_method(model, cfg.net, cfg.loss, size).to(device)
+    channels = cfg.net.context  # 2.5D: stacks of neighbouring slices
     data = TrainingData(
-        t1w=torch.rand(max(batch, 4), 1, *size) * 2 - 1,
-        t2w=torch.rand(max(batch, 4), 1, *size) * 2 - 1,
+        t1w=torch.rand(max(batch, 4), channels, *size) * 2 - 1,
+        t2w=torch.rand(max(batch, 4), channels, *size) * 2 - 1,
     )
     with tempfile.TemporaryDirectory() as tmp:
         yield Trainer(
@@ -194,7 +195,7 @@ def _inference_speed(method, precision: str, size, repeats: int, device: torch.d
     """Seconds, images/s and GFLOP/s of translation at batch 1 and 16 (in eval mode)."""
     result = {}
     for infer_batch in (1, 16):
-        images = torch.rand(infer_batch, 1, *size) * 2 - 1
+        images = torch.rand(infer_batch, method.context, *size) * 2 - 1
 
         def infer(images=images, n=infer_batch):
             translate_stack(

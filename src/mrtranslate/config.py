@@ -19,6 +19,7 @@ CONV_ALGORITHM_CHOICES = ("auto", "direct")
 FAST_PATH_CHOICES = ("auto", "on", "off")
 PRECISIONS = ("auto", "fp32", "bf16")
 UNIT_UPSAMPLE_CHOICES = ("transpose", "resize")
+MAX_CONTEXT = 9  # slices of 2.5D context at most
 
 
 @dataclass
@@ -37,6 +38,13 @@ class NetConfig:
     # leave a checkerboard grid) or "resize" (nearest-neighbour x2, then a 3x3 conv)
     unit_upsample: str = "transpose"
     simple_width: int = 256  # filters of the Simple model's hidden 1x1 conv
+    # 2.5D context: neighbouring slices given as channels (odd; 1 = the paper's single slice).
+    # Every network maps a stack of `context` slices to the same stack translated; the centre
+    # channel is the translation of the slice itself.
+    context: int = 1
+    # Brain voxels enter the networks at no less than this [0, 1] intensity, so dark tissue
+    # (T1w CSF) differs from the background (0: the paper's plain scaling).
+    brain_floor: float = 0.0
 
 
 @dataclass
@@ -146,6 +154,13 @@ class RunConfig:
         ):
             if getattr(self.net, key) <= 0:
                 raise ValueError(f"net.{key} must be positive")
+        if self.net.context < 1 or self.net.context % 2 == 0 or self.net.context > MAX_CONTEXT:
+            raise ValueError(
+                f"net.context must be an odd number of slices from 1 to {MAX_CONTEXT}, got "
+                f"{self.net.context}"
+            )
+        if not self.net.brain_floor < 0.5:
+            raise ValueError(f"net.brain_floor must be in [0, 0.5), got {self.net.brain_floor}")
         if not self.net.unit_dropout < 1:
             raise ValueError("net.unit_dropout must be below 1")
         if self.net.unit_upsample not in UNIT_UPSAMPLE_CHOICES:

@@ -17,6 +17,8 @@ Conventions shared by the importers and ``mrtranslate translate``:
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -33,12 +35,28 @@ MAX_VOLUME_SIDE = 4096
 MAX_VOLUME_VOXELS = 512 * 1024 * 1024  # 2 GiB as float32
 
 
+def _gzip_payload(path: Path, needed: int, what: str) -> int:
+    """Uncompressed bytes of a gzip file (all members; valid files may hold several), read in
+    chunks and never more than ``needed``; a damaged stream is a one-line usage error."""
+    held = 0
+    try:
+        with gzip.open(path, "rb") as stream:
+            while held < needed:
+                chunk = stream.read(min(1 << 22, needed - held))
+                if not chunk:
+                    break
+                held += len(chunk)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise UsageError(f"{what} {path} is truncated or damaged ({exc})") from None
+    return held
+
+
 def _check_declared_size(image, path: Path, what: str) -> None:
     """Refuse, from the header alone, a volume too large to be real or larger than its file.
 
     Checked before any voxel is read, so a tiny file that declares billions of voxels costs
-    nothing. For ``.nii`` the file must hold every declared byte; for ``.nii.gz`` the gzip
-    trailer's uncompressed size (modulo 4 GiB) must match the header.
+    nothing. For ``.nii`` the file must hold every declared byte; a ``.nii.gz`` is decompressed
+    (every gzip member, as nibabel reads it) up to the declared size to check the same.
     """
     shape = tuple(int(v) for v in image.shape)
     if not shape or min(shape) < 1 or max(shape) > MAX_VOLUME_SIDE:
@@ -58,15 +76,11 @@ def _check_declared_size(image, path: Path, what: str) -> None:
     needed = offset + voxels * header.get_data_dtype().itemsize
     size = path.stat().st_size
     if path.suffix == ".gz":
-        if size < 18:
-            raise UsageError(f"{what} {path} is truncated ({size} bytes)")
-        with open(path, "rb") as handle:
-            handle.seek(-4, 2)
-            trailer = int.from_bytes(handle.read(4), "little")
-        if trailer != needed % 2**32:
+        held = _gzip_payload(path, needed, what)
+        if held < needed:
             raise UsageError(
-                f"{what} {path} is truncated or damaged: its header needs {needed:,} bytes of "
-                "data, its gzip stream holds another amount"
+                f"{what} {path} is truncated: its gzip data holds {held:,} of the {needed:,} "
+                "bytes its header needs"
             )
     elif size < needed:
         raise UsageError(f"{what} {path} is truncated: {size:,} of {needed:,} bytes")

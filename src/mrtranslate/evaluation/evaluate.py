@@ -95,6 +95,18 @@ def test_tensors(dataset: Dataset, shape: tuple[int, int]) -> dict:
     }
 
 
+def _input_stacks(dataset: Dataset, shape, net, tensors: dict) -> dict:
+    """The models' inputs as the run's networks take them: with 2.5D context (N, context, h, w)
+    stacks, with the brain floor; else the test images themselves."""
+    if net.context == 1 and net.brain_floor == 0:
+        return tensors
+    split = dataset.split("test")
+    return {
+        c: load_images(split, c, shape, context=net.context, floor=net.brain_floor)
+        for c in ("t1w", "t2w")
+    }
+
+
 # Reference results depend only on the data set and the image size, so a process that
 # evaluates several runs (``mrtranslate study``) measures them once.
 _REFERENCE_CACHE: dict[tuple, tuple[dict, list[dict]]] = {}
@@ -183,11 +195,12 @@ def evaluate_run(
     dataset, data_dir = _open_test_data(run, run_dir, data_dir)
     shape = run.model_image_shape
     tensors = test_tensors(dataset, shape)
+    inputs = _input_stacks(dataset, shape, run.config.net, tensors)
     rows_by_direction, csv_rows, timing = {}, [], {}
     for direction in DIRECTIONS:
         src, dst = direction.source, direction.target
         fake = translate_stack(
-            run.method, tensors[src], direction, batch_size, run.device, run.precision
+            run.method, inputs[src], direction, batch_size, run.device, run.precision
         )
         real01 = to_data_range(tensors[dst])[:, 0].numpy()
         fake01 = to_data_range(fake)[:, 0].numpy()
@@ -198,7 +211,7 @@ def evaluate_run(
             {"direction": direction, "index": i, "subject": s, **r}
             for i, (s, r) in enumerate(zip(tensors["subjects"], rows))
         ]
-        timing[direction] = _synthesis_timing(run, tensors[src], direction, batch_size)
+        timing[direction] = _synthesis_timing(run, inputs[src], direction, batch_size)
     references, ref_rows = evaluate_references(dataset, shape, tensors, progress)
     summary = _summary(run, data_dir, tensors, rows_by_direction, timing, references)
     _write_evaluation(run_dir, summary, csv_rows, ref_rows)

@@ -1,6 +1,7 @@
 """Batched, deterministic translation of image stacks with a trained method, plus timing.
 
-Images are (N, 1, h, w) float32 tensors in [-1, 1] (the model range).
+Inputs are (N, C, h, w) float32 stacks in [-1, 1] (the model range; C = the method's 2.5D
+context, 1 for single slices); outputs are the centre slice's translation, (N, 1, h, w).
 """
 
 from __future__ import annotations
@@ -37,11 +38,18 @@ def translate_stack(
     device: torch.device | str = "cpu",
     precision: str = "fp32",
 ) -> torch.Tensor:
-    """Translate (N, 1, h, w) images in [-1, 1]; returns (N, 1, h, w) float32 in [-1, 1] on CPU.
+    """Translate (N, C, h, w) stacks in [-1, 1] (C = ``method.context``); returns the centre
+    slice's translation, (N, 1, h, w) float32 in [-1, 1] on the CPU.
 
     Runs in eval mode under ``inference_mode``, in the networks' memory format, in micro-batches
     of :data:`CPU_MICRO_BATCH` on the CPU and, for ``precision='bf16'``, with bf16 autocast.
     """
+    context = getattr(method, "context", 1)
+    if images.shape[1] != context:
+        raise ValueError(
+            f"the model translates stacks of {context} slices, got {images.shape[1]} channels"
+        )
+    centre = slice(context // 2, context // 2 + 1)
     method.eval()
     outputs = []
     if torch.device(device).type == "cpu":
@@ -51,9 +59,9 @@ def translate_stack(
         block = block.contiguous(memory_format=memory_format(method))
         with autocast(device, precision):
             fake = method.translate(block, direction)
-        outputs.append(fake.float().clamp(-1, 1).cpu().contiguous())
+        outputs.append(fake[:, centre].float().clamp(-1, 1).cpu().contiguous())
     if not outputs:
-        return torch.zeros_like(images)
+        return torch.zeros_like(images[:, centre])
     return torch.cat(outputs)
 
 

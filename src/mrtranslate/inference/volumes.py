@@ -3,7 +3,8 @@
 For each axial slice of the input (after reorientation to RAS+): the display image is cropped or
 padded to the run's data size, scaled like the training data (negatives clipped, divided by the
 99.5th percentile inside the mask of the whole volume when the run's data was scaled per volume,
-else of the slice; clipped to [0, 1]), resized to the run's working size, translated in batches,
+else of the slice; clipped to [0, 1]), resized to the run's working size, translated in batches
+(with its neighbouring slices as channels when the run has 2.5D context, ``net.context``),
 resized back, multiplied by the same divisor and put back in place.
 
 Output intensities are therefore in the input's units: a synthetic slice equals the model's
@@ -32,7 +33,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from mrtranslate.data.tensors import resize, to_data_range, to_model_range
+from mrtranslate.data.tensors import resize, to_data_range, to_model_range, with_brain_floor
 from mrtranslate.data.volumes import (
     axial_slice,
     canonical,
@@ -53,6 +54,35 @@ from mrtranslate.progress import progress_bar
 from mrtranslate.runs import LoadedRun
 
 
+def _prepared_slices(run: LoadedRun, volume: np.ndarray, mask: np.ndarray):
+    """Every axial slice fitted to the run's data size and scaled like the training data,
+    (Z, H, W) float32 in [0, 1], zero outside the mask and at least the run's brain floor inside
+    (``net.brain_floor``), with each slice's divisor."""
+    data_shape = tuple(run.data_image_shape)
+    # The training data's scale: one divisor for the whole volume, or one per slice (None).
+    shared = volume_divisor(volume, mask) if run.intensity_scale == "volume" else None
+    images = np.zeros((volume.shape[2], *data_shape), dtype=np.float32)
+    divisors = np.ones(volume.shape[2], dtype=np.float64)
+    for k in range(volume.shape[2]):
+        fitted_mask = fit_to(axial_slice(mask, k), data_shape)
+        if fitted_mask.any():
+            scaled, divisors[k] = scale_slice(
+                fit_to(axial_slice(volume, k), data_shape), fitted_mask, shared
+            )
+            images[k] = with_brain_floor(
+                scaled * fitted_mask, fitted_mask, run.config.net.brain_floor
+            )
+    return images, divisors
+
+
+def slice_stacks(images: np.ndarray, indices: list[int], context: int) -> np.ndarray:
+    """(len(indices), context, H, W): slice k with slices k - h .. k + h of ``images`` (Z, H, W),
+    in slice order (h = context // 2); past the volume's ends the edge slice repeats."""
+    offsets = np.arange(-(context // 2), context // 2 + 1)
+    rows = np.clip(np.asarray(indices)[:, None] + offsets[None, :], 0, images.shape[0] - 1)
+    return images[rows]
+
+
 def _translate_canonical(
     run: LoadedRun,
     volume: np.ndarray,
@@ -64,8 +94,7 @@ def _translate_canonical(
     data_shape = tuple(run.data_image_shape)
     out = np.zeros(volume.shape, dtype=np.float32)
     indices = [k for k in range(volume.shape[2]) if mask[:, :, k].any()]
-    # The training data's scale: one divisor for the whole volume, or one per slice (None).
-    shared = volume_divisor(volume, mask) if run.intensity_scale == "volume" else None
+    images, divisors = _prepared_slices(run, volume, mask)
     for start in progress_bar(
         range(0, len(indices), batch_size),
         desc="slices",
@@ -74,19 +103,8 @@ def _translate_canonical(
         leave=False,
     ):
         chunk = indices[start : start + batch_size]
-        images, divisors, masks, shapes = [], [], [], []
-        for k in chunk:
-            image = axial_slice(volume, k)
-            slice_mask = axial_slice(mask, k)
-            shapes.append(image.shape)
-            fitted_mask = fit_to(slice_mask, data_shape)
-            scaled, divisor = scale_slice(fit_to(image, data_shape), fitted_mask, shared)
-            images.append(scaled * fitted_mask)
-            divisors.append(divisor)
-            masks.append(slice_mask)
-        batch = to_model_range(
-            resize(torch.from_numpy(np.stack(images))[:, None], run.model_image_shape)
-        )
+        stacks = torch.from_numpy(slice_stacks(images, chunk, run.config.net.context))
+        batch = to_model_range(resize(stacks, run.model_image_shape))
         fake = translate_stack(
             run.method,
             batch,
@@ -96,8 +114,9 @@ def _translate_canonical(
             precision=run.precision,
         )
         fake01 = to_data_range(resize(fake, data_shape))[:, 0].numpy()
-        for k, image01, divisor, slice_mask, shape in zip(chunk, fake01, divisors, masks, shapes):
-            restored = fit_to(image01, shape) * divisor * slice_mask
+        for k, image01 in zip(chunk, fake01):
+            slice_mask = axial_slice(mask, k)
+            restored = fit_to(image01, slice_mask.shape) * divisors[k] * slice_mask
             put_slice(out, k, restored.astype(np.float32))
     return out
 

@@ -16,7 +16,8 @@ Logs = dict[str, torch.Tensor]
 class Method(nn.Module, ABC):
     """A translation method: its networks, loss weights and the two optimisation steps.
 
-    Images are (B, 1, H, W) float tensors in [-1, 1]; a batch is ``{"t1w": ..., "t2w": ...}``
+    Images are (B, C, H, W) float tensors in [-1, 1], C = :attr:`context` neighbouring slices
+    in slice order (1: the paper's single slice); a batch is ``{"t1w": ..., "t2w": ...}``
     (paired or not, see :attr:`paired`). Steps return a scalar loss (float32), detached
     log values, and for the generator step the generated images that the discriminator step
     reuses (so no fake is computed twice).
@@ -24,6 +25,7 @@ class Method(nn.Module, ABC):
 
     name: str = ""
     paired: bool = False  # True: the batch's T1w and T2w are the same subjects
+    context: int = 1  # slices per image stack (channels in and out); the centre one is translated
 
     @classmethod
     @abstractmethod
@@ -48,9 +50,10 @@ class Method(nn.Module, ABC):
 
     @abstractmethod
     def translate(self, images: torch.Tensor, direction: str) -> torch.Tensor:
-        """Translate (B, 1, H, W) images in [-1, 1]; ``direction`` is 't1-to-t2' or 't2-to-t1'.
+        """Translate (B, C, H, W) stacks in [-1, 1]; ``direction`` is 't1-to-t2' or 't2-to-t1'.
 
-        Returns (B, 1, H, W) in [-1, 1]. Call in eval mode for deterministic output.
+        Returns (B, C, H, W) in [-1, 1] (channel C // 2: the centre slice). Call in eval mode
+        for deterministic output.
         """
 
     @abstractmethod

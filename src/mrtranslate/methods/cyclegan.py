@@ -40,6 +40,7 @@ class CycleGAN(Method):
         cycle_weight, identity_weight, supervised_weight: loss weights (10, 0, 0 or 10).
         pool_size: past fakes kept per domain (50).
         image_shape: (H, W) of training images, for the pool's buffers.
+        context: slices per image stack (channels of every network's input and output).
     """
 
     def __init__(
@@ -54,19 +55,22 @@ class CycleGAN(Method):
         pool_size: int,
         image_shape: tuple[int, int],
         name: str,
+        context: int = 1,
     ):
         super().__init__()
         self.name = name
+        self.context = context
         self.paired = supervised_weight > 0
         self.cycle_weight = cycle_weight
         self.identity_weight = identity_weight
         self.supervised_weight = supervised_weight
-        self.g_t1_to_t2 = ResnetGenerator(width=gen_width, blocks=gen_blocks)
-        self.g_t2_to_t1 = ResnetGenerator(width=gen_width, blocks=gen_blocks)
-        self.d_t1 = PatchDiscriminator(width=disc_width)
-        self.d_t2 = PatchDiscriminator(width=disc_width)
-        self.pool_t1 = ImagePool(pool_size, image_shape)
-        self.pool_t2 = ImagePool(pool_size, image_shape)
+        gen = {"in_channels": context, "out_channels": context, "width": gen_width}
+        self.g_t1_to_t2 = ResnetGenerator(**gen, blocks=gen_blocks)
+        self.g_t2_to_t1 = ResnetGenerator(**gen, blocks=gen_blocks)
+        self.d_t1 = PatchDiscriminator(in_channels=context, width=disc_width)
+        self.d_t2 = PatchDiscriminator(in_channels=context, width=disc_width)
+        self.pool_t1 = ImagePool(pool_size, image_shape, context)
+        self.pool_t2 = ImagePool(pool_size, image_shape, context)
 
     @classmethod
     def from_config(cls, *, spec, net, loss, image_shape) -> CycleGAN:
@@ -80,6 +84,7 @@ class CycleGAN(Method):
             pool_size=loss.pool_size,
             image_shape=image_shape,
             name=spec.name,
+            context=net.context,
         )
 
     def generators(self):

@@ -22,15 +22,19 @@ class SupervisedL1(Method):
     """Two independent translators trained with L1 to the paired ground truth.
 
     Args:
-        g_t1_to_t2, g_t2_to_t1: the translators ((B, 1, H, W) in [-1, 1] -> same shape).
+        g_t1_to_t2, g_t2_to_t1: the translators ((B, C, H, W) in [-1, 1] -> same shape).
         name: the model name.
+        context: C, slices per image stack.
     """
 
     paired = True
 
-    def __init__(self, *, g_t1_to_t2: nn.Module, g_t2_to_t1: nn.Module, name: str):
+    def __init__(
+        self, *, g_t1_to_t2: nn.Module, g_t2_to_t1: nn.Module, name: str, context: int = 1
+    ):
         super().__init__()
         self.name = name
+        self.context = context
         self.g_t1_to_t2 = g_t1_to_t2
         self.g_t2_to_t1 = g_t2_to_t1
 
@@ -64,9 +68,14 @@ class GeneratorsS(SupervisedL1):
     @classmethod
     def from_config(cls, *, spec, net, loss, image_shape) -> GeneratorsS:
         def make():
-            return ResnetGenerator(width=net.gen_width, blocks=net.gen_blocks)
+            return ResnetGenerator(
+                in_channels=net.context,
+                out_channels=net.context,
+                width=net.gen_width,
+                blocks=net.gen_blocks,
+            )
 
-        return cls(g_t1_to_t2=make(), g_t2_to_t1=make(), name=spec.name)
+        return cls(g_t1_to_t2=make(), g_t2_to_t1=make(), name=spec.name, context=net.context)
 
 
 class Simple(SupervisedL1):
@@ -75,9 +84,11 @@ class Simple(SupervisedL1):
     @classmethod
     def from_config(cls, *, spec, net, loss, image_shape) -> Simple:
         def make():
-            return SimpleTranslator(width=net.simple_width)
+            return SimpleTranslator(
+                in_channels=net.context, out_channels=net.context, width=net.simple_width
+            )
 
-        return cls(g_t1_to_t2=make(), g_t2_to_t1=make(), name=spec.name)
+        return cls(g_t1_to_t2=make(), g_t2_to_t1=make(), name=spec.name, context=net.context)
 
 
 # Keras Adam() defaults at a constant rate, as in the seed code.

@@ -58,9 +58,11 @@ class Unit(Method):
         kl_cycle_weight: float,
         cycle_weight: float,
         upsample: str = "transpose",
+        context: int = 1,
     ):
         super().__init__()
         self.name = "unit"
+        self.context = context
         self.weights = {
             "adv": adv_weight,
             "kl": kl_weight,
@@ -68,14 +70,17 @@ class Unit(Method):
             "kl_cycle": kl_cycle_weight,
             "cycle": cycle_weight,
         }
-        self.enc_t1 = UnitEncoder(width=width, blocks=blocks, dropout=dropout)
-        self.enc_t2 = UnitEncoder(width=width, blocks=blocks, dropout=dropout)
+        enc = {"in_channels": context, "width": width, "blocks": blocks, "dropout": dropout}
+        self.enc_t1 = UnitEncoder(**enc)
+        self.enc_t2 = UnitEncoder(**enc)
         self.shared_enc = UnitResBlock(width * 4, dropout)
         self.shared_dec = UnitResBlock(width * 4, dropout)
-        self.dec_t1 = UnitDecoder(width=width, blocks=blocks, dropout=dropout, upsample=upsample)
-        self.dec_t2 = UnitDecoder(width=width, blocks=blocks, dropout=dropout, upsample=upsample)
-        self.d_t1 = UnitMultiScaleDiscriminator(width=disc_width, scales=scales)
-        self.d_t2 = UnitMultiScaleDiscriminator(width=disc_width, scales=scales)
+        dec = {"out_channels": context, "width": width, "blocks": blocks, "dropout": dropout}
+        self.dec_t1 = UnitDecoder(**dec, upsample=upsample)
+        self.dec_t2 = UnitDecoder(**dec, upsample=upsample)
+        disc = {"in_channels": context, "width": disc_width, "scales": scales}
+        self.d_t1 = UnitMultiScaleDiscriminator(**disc)
+        self.d_t2 = UnitMultiScaleDiscriminator(**disc)
         init_normal(self)
 
     @classmethod
@@ -92,6 +97,7 @@ class Unit(Method):
             rec_weight=loss.unit_rec,
             kl_cycle_weight=loss.unit_kl_cycle,
             cycle_weight=loss.unit_cycle,
+            context=net.context,
         )
 
     def generators(self) -> dict[str, nn.Module]:
@@ -118,7 +124,7 @@ class Unit(Method):
         return mu + torch.randn_like(mu) if self.training else mu
 
     def encode(self, images: torch.Tensor, encoder: nn.Module) -> torch.Tensor:
-        """Images (B, 1, H, W) -> latent means mu (B, 4*width, H/4, W/4)."""
+        """Image stacks (B, C, H, W) -> latent means mu (B, 4*width, H/4, W/4)."""
         return self.shared_enc(encoder(images))
 
     def decode(self, z: torch.Tensor, decoder: nn.Module) -> torch.Tensor:

@@ -16,7 +16,13 @@ import torch
 
 from mrtranslate.config import RunConfig, apply_overrides
 from mrtranslate.data.dataset import Dataset, open_dataset
-from mrtranslate.data.tensors import crop_shape, load_images, load_masks, working_shape
+from mrtranslate.data.tensors import (
+    crop_shape,
+    has_slabs,
+    load_images,
+    load_masks,
+    working_shape,
+)
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import check_writable_parent, write_json_atomic
 from mrtranslate.hardware import PrecisionChoice, resolve_device, resolve_precision
@@ -113,6 +119,11 @@ def _check_inputs(
             f"{cfg.model} trains on paired images but {data_dir} is unpaired; use an unpaired "
             f"model ({usable}) or import paired data"
         )
+    if cfg.net.context > 1 and not has_slabs(dataset.split("train").subjects):
+        raise UsageError(
+            f"net.context={cfg.net.context} needs neighbouring slices, but {data_dir} holds one "
+            "slice per subject; import a slab (e.g. --slices 40:140) or use net.context=1"
+        )
     try:
         shape = working_shape(dataset.shape, cfg.train.downsample)
     except ValueError as exc:
@@ -142,6 +153,8 @@ def _announce(setup: _Setup, device: torch.device, choice: PrecisionChoice, prog
         (h, w), (dh, dw) = setup.shape, setup.dataset.shape
         ch, cw = crop_shape(setup.shape, setup.cfg.train.crop)
         crops = f", random {ch}x{cw} crops around the brain" if (ch, cw) != (h, w) else ""
+        context = setup.cfg.net.context
+        crops += f", {context}-slice context" if context > 1 else ""
         print(
             f"{display_name(setup.cfg.model)}: {h}x{w} pixels (data {dh}x{dw}){crops}, "
             f"{choice.precision} on {device} ({choice.reason})",
@@ -156,9 +169,14 @@ def _training_data(setup: _Setup) -> TrainingData:
         count = min(count, setup.cfg.train.max_train_images)
     indices = np.arange(count)
     masks = load_masks(split, setup.shape, indices) if setup.cfg.train.crop else None
+    net = setup.cfg.net
+    images = {
+        c: load_images(split, c, setup.shape, indices, context=net.context, floor=net.brain_floor)
+        for c in ("t1w", "t2w")
+    }
     return TrainingData(
-        t1w=load_images(split, "t1w", setup.shape, indices),
-        t2w=load_images(split, "t2w", setup.shape, indices),
+        t1w=images["t1w"],
+        t2w=images["t2w"],
         mask_t1w=masks,  # a pair's two images share one brain mask
         mask_t2w=masks,
     )

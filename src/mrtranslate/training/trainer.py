@@ -38,8 +38,9 @@ from mrtranslate.training.seed import epoch_order, step_seed
 
 @dataclass
 class TrainingData:
-    """Training images as (N, 1, h, w) float32 tensors in [-1, 1]; brain masks (N, 1, h, w)
-    bool for cropping around the brain (optional: without them crops are uniform)."""
+    """Training images as (N, C, h, w) float32 tensors in [-1, 1] (C: the 2.5D context, each
+    image with its neighbouring slices); brain masks (N, 1, h, w) bool of the centre slices for
+    cropping around the brain (optional: without them crops are uniform)."""
 
     t1w: torch.Tensor
     t2w: torch.Tensor
@@ -418,6 +419,7 @@ class Trainer:
         real_t2 = self.data.t2w[:count].to(self.device)
         fake_t2 = self.method.translate(real_t1, Direction.T1_TO_T2).float()
         fake_t1 = self.method.translate(real_t2, Direction.T2_TO_T1).float()
-        grid = torch.cat([real_t1, fake_t2, real_t2, fake_t1], dim=-1)
+        c = real_t1.shape[1] // 2  # 2.5D stacks: show the centre slice
+        grid = torch.cat([x[:, c : c + 1] for x in (real_t1, fake_t2, real_t2, fake_t1)], dim=-1)
         self.writer.add_images("samples/t1_fake-t2_t2_fake-t1", (grid + 1) / 2, epoch)
         self.method.train()
