@@ -67,15 +67,15 @@ def test_fast_path_computes_the_plain_path_s_losses(tmp_path):
 
 
 def test_a_fast_step_never_waits_for_the_device(tmp_path, monkeypatch):
-    """No .item(), float() or bool() of a tensor inside a step: each is a host synchronisation
-    on a GPU."""
-    trainer = _trainer(tmp_path, "on")
+    """No .item(), float(), int() or bool() of a tensor inside a step: each is a host
+    synchronisation on a GPU. The image pool is full, so both of its branches run."""
+    trainer = _trainer(tmp_path, "on", extra=["loss.pool_size=2"])
     trainer.step_tensors(0)  # warm-up outside the check (lazy optimiser state)
 
     def forbidden(self, *args, **kwargs):
         raise AssertionError("host synchronisation inside a step")
 
-    for name in ("item", "__float__", "__bool__", "tolist"):
+    for name in ("item", "__float__", "__bool__", "__int__", "__index__", "tolist", "numpy"):
         monkeypatch.setattr(torch.Tensor, name, forbidden)
     logs = trainer.step_tensors(1)
     monkeypatch.undo()
@@ -165,14 +165,19 @@ def _any_rank_worker(rank: int, port: int, results) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         info = DistInfo(rank=rank, world_size=2)
-        flags = [any_rank(torch.tensor(float(rank == 1 and case)), info) for case in (0, 1)]
+        # case 0: no rank flags; 1: rank 1 only; 2: both ranks flag
+        flags = [
+            any_rank(torch.tensor(float(case == 2 or (rank == 1 and case == 1))), info)
+            for case in (0, 1, 2)
+        ]
         results[rank] = [float(f) for f in flags]
     finally:
         dist.destroy_process_group()
 
 
 def test_a_non_finite_loss_on_one_rank_makes_every_rank_skip():
-    """Gradients are averaged, so a NaN on one rank reaches all: all must skip the update."""
+    """Gradients are averaged, so a NaN on one rank reaches all: all must skip the update. The
+    flag stays exactly 1 when several ranks flag (``found_inf`` is a 0/1 flag)."""
     import socket
 
     import torch.multiprocessing as mp
@@ -182,4 +187,4 @@ def test_a_non_finite_loss_on_one_rank_makes_every_rank_skip():
         port = s.getsockname()[1]
     results = mp.Manager().dict()
     mp.spawn(_any_rank_worker, args=(port, results), nprocs=2, join=True)
-    assert results[0] == results[1] == [0.0, 1.0]
+    assert results[0] == results[1] == [0.0, 1.0, 1.0]

@@ -92,10 +92,27 @@ def test_explicit_fp32_measures_nothing(monkeypatch):
     assert resolve_precision("fp32", "cpu").precision == "fp32"
 
 
-def test_cuda_precision_follows_bf16_support(fake_gpus, monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
-    assert resolve_precision("auto", "cuda:0").precision == "bf16"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+def test_cuda_precision_follows_native_bf16_of_the_chosen_gpu(fake_gpus, monkeypatch):
+    """Emulated bf16 (V100, T4: ``is_bf16_supported()`` is True there by default) is not native;
+    the question is asked with the chosen GPU current."""
+    import contextlib
+
+    asked = []
+
+    @contextlib.contextmanager
+    def current(device):
+        asked.append(str(device))
+        yield
+
+    def supported(including_emulation=True):
+        return including_emulation or native
+
+    monkeypatch.setattr(torch.cuda, "device", current)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", supported)
+    native = True
+    assert resolve_precision("auto", "cuda:1").precision == "bf16"
+    assert asked == ["cuda:1"]
+    native = False  # emulated only
     choice = resolve_precision("auto", "cuda:0")
     assert choice.precision == "fp32" and not choice.bf16_native
     assert resolve_precision("bf16", "cuda:0").warning
@@ -110,6 +127,10 @@ def test_inference_precision(monkeypatch):
     _probe(monkeypatch, reported=False, fp32_s=0.002, bf16_s=0.060)
     assert inference_precision("bf16", "cpu") == "fp32"  # never emulated bf16
     assert inference_precision("fp32", "cpu") == "fp32"
+    # native but measured slower: training's auto takes fp32, so translation does too
+    _probe(monkeypatch, reported=True, fp32_s=0.010, bf16_s=0.012)
+    assert resolve_precision("auto", "cpu").precision == "fp32"
+    assert inference_precision("bf16", "cpu") == "fp32"
     _probe(monkeypatch, reported=True, fp32_s=0.010, bf16_s=0.005)
     assert inference_precision("bf16", "cpu") == "bf16"
     assert inference_precision("auto", "cpu") == "bf16"

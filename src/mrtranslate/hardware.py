@@ -3,12 +3,14 @@
 - :func:`resolve_device` turns ``auto``, ``cpu``, ``cuda`` and ``cuda:N`` into an indexed
   :class:`torch.device` (``auto`` and ``cuda`` become ``cuda:<index>``, never a bare ``cuda``).
 - :func:`resolve_precision` turns ``auto``, ``fp32`` and ``bf16`` into ``fp32`` or ``bf16``.
-  ``auto`` picks bf16 only where it is natively fast: on CUDA when
-  ``torch.cuda.is_bf16_supported()``; on a CPU when oneDNN reports native bf16 support *and* a
-  short measurement (a 32-channel 3x3 convolution, forward and backward, well under a second)
-  shows bf16 autocast at least 10% faster than fp32. On CPUs without native bf16 (AVX2-only, or
-  oneDNN limited to AVX2) bf16 is emulated and 10-1000x slower, so ``auto`` gives fp32 and an
-  explicit ``bf16`` runs with a warning that states the measured slowdown.
+  ``auto`` picks bf16 only where it is native: on CUDA when the chosen GPU computes bf16 in
+  hardware (``torch.cuda.is_bf16_supported(including_emulation=False)``; not measured); on a
+  CPU when oneDNN reports native bf16 support *and* a short measurement (a 32-channel 3x3
+  convolution, forward and backward, well under a second) shows bf16 autocast at least 10%
+  faster than fp32. On CPUs without native bf16 (AVX2-only, or oneDNN limited to AVX2) bf16 is
+  emulated and 10-1000x slower, so ``auto`` gives fp32 and an explicit ``bf16`` runs with a
+  warning that states the measured slowdown. Translation (:func:`inference_precision`)
+  follows the same rule.
 """
 
 from __future__ import annotations
@@ -170,8 +172,9 @@ def _cpu_choice(requested: str) -> PrecisionChoice:
     fp32_s, bf16_s = measure_cpu_bf16()
     fp32_ms, bf16_ms = 1000 * fp32_s, 1000 * bf16_s
     reported = onednn_reports_bf16()
-    fast = bf16_s <= BF16_CLEARLY_FASTER * fp32_s
-    native = reported and bf16_s <= 1.5 * fp32_s
+    # The one rule, for training and translation alike: bf16 where oneDNN reports it and the
+    # probe measures it at least 10% faster than fp32.
+    native = reported and bf16_s <= BF16_CLEARLY_FASTER * fp32_s
     timing = f"a 3x3 conv step took {bf16_ms:.2f} ms in bf16 vs {fp32_ms:.2f} ms in fp32"
     capability = f"CPU capability {cpu_capability()}, oneDNN bf16 {'yes' if reported else 'no'}"
     if requested == "bf16":
@@ -184,7 +187,7 @@ def _cpu_choice(requested: str) -> PrecisionChoice:
         return PrecisionChoice(
             "bf16", "bf16", "cpu", native, "train.precision is bf16", fp32_ms, bf16_ms, warning
         )
-    if reported and fast:
+    if native:
         reason = f"native bf16 ({capability}); {timing}"
         return PrecisionChoice("auto", "bf16", "cpu", True, reason, fp32_ms, bf16_ms)
     if reported:
@@ -192,6 +195,14 @@ def _cpu_choice(requested: str) -> PrecisionChoice:
     else:
         reason = f"no native bf16 ({capability}); {timing}"
     return PrecisionChoice("auto", "fp32", "cpu", native, reason, fp32_ms, bf16_ms)
+
+
+def cuda_bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` (a CUDA GPU) computes bf16 in hardware. PyTorch's plain
+    ``is_bf16_supported()`` also counts emulation (V100, T4), where bf16 is slower than fp32,
+    and asks about the current device rather than this one."""
+    with torch.cuda.device(device):
+        return torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 def resolve_precision(requested: str, device: torch.device | str) -> PrecisionChoice:
@@ -205,7 +216,7 @@ def resolve_precision(requested: str, device: torch.device | str) -> PrecisionCh
     device = torch.device(device)
     if device.type == "cpu":
         return _cpu_choice(requested)
-    native = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    native = device.type == "cuda" and cuda_bf16_native(device)
     name = str(device)
     if requested == "fp32":
         return PrecisionChoice("fp32", "fp32", name, native, "train.precision is fp32")
@@ -228,11 +239,10 @@ def autocast(device: torch.device | str, precision: str):
 def inference_precision(trained: str, device: torch.device | str) -> str:
     """The precision for translating with a run trained in ``trained`` precision on ``device``.
 
-    A run trained in bf16 (or an older run whose record says ``auto``) translates in bf16 only
-    where bf16 is native; elsewhere, and for fp32 runs, in fp32 (never slower there, and at
-    least as accurate).
+    A run trained in bf16 (or an older run whose record says ``auto``) translates in bf16 where
+    ``auto`` would train in bf16 (the same rule: native and measured at least 10% faster on a
+    CPU; native on a GPU); elsewhere, and for fp32 runs, in fp32.
     """
     if trained == "fp32":
         return "fp32"
-    choice = resolve_precision("auto", device)
-    return "bf16" if choice.bf16_native else "fp32"
+    return resolve_precision("auto", device).precision

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -89,8 +90,8 @@ class ImagePool(nn.Module):
 
     Each incoming fake is stored while the pool fills; once full, with probability 1/2 a random
     stored fake is returned and replaced by the new one, otherwise the new one is returned.
-    Contents are buffers, so the pool is saved with the method's state dict. Randomness comes from
-    the global torch generator, which the trainer seeds and checkpoints.
+    Contents are buffers, so the pool is saved with the method's state dict. Randomness follows
+    the global torch seed, which the trainer sets at every step.
     """
 
     def __init__(self, size: int, image_shape: tuple[int, int], channels: int = 1):
@@ -98,21 +99,33 @@ class ImagePool(nn.Module):
         self.size = size
         self.register_buffer("images", torch.zeros(size, channels, *image_shape))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        self._filled: int | None = 0  # host copy of ``count``; None: read it at the next query
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._filled = None
 
     @torch.no_grad()
     def query(self, fakes: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) fakes -> (B, C, H, W) images to show the discriminator."""
+        """(B, C, H, W) fakes -> (B, C, H, W) images to show the discriminator.
+
+        Never reads the device: the fill level is kept on the host (read from the buffer once
+        after loading a checkpoint), and the coin flips come from a host generator seeded by the
+        global torch seed (which the trainer sets per step) and the fill level."""
         if self.size == 0:
             return fakes
+        if self._filled is None:
+            self._filled = int(self.count)
+        rng = np.random.default_rng([torch.initial_seed(), self._filled, fakes.shape[0]])
         out = []
         for fake in fakes.detach():
-            n = int(self.count)
-            if n < self.size:
-                self.images[n] = fake.to(self.images.dtype)
+            if self._filled < self.size:
+                self.images[self._filled] = fake.to(self.images.dtype)
+                self._filled += 1
                 self.count += 1
                 out.append(fake)
-            elif torch.rand(()) < 0.5:
-                j = int(torch.randint(self.size, ()))
+            elif rng.random() < 0.5:
+                j = int(rng.integers(self.size))
                 out.append(self.images[j].clone().to(fake.dtype))
                 self.images[j] = fake.to(self.images.dtype)
             else:

@@ -6,6 +6,7 @@ for use is :func:`mrtranslate.runs.load_run`.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import sys
 from dataclasses import dataclass
@@ -229,8 +230,19 @@ def train_run(
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     setup = _check_inputs(model, data_dir, run_dir, profile, overrides or [], resume)
     cfg = setup.cfg
+    kept = _keep_recorded_decisions(cfg, setup.state)
     device, dist_info, choice = _devices(cfg)
+    if kept and choice.requested == "auto":
+        choice = _honour_recorded_precision(choice, kept, device)
     if dist_info.is_main:
+        if kept:
+            path = "fast path" if kept["fast_path"] else "plain path"
+            print(
+                f"resuming with the decisions recorded at the run's start: {kept['device']}, "
+                f"{kept['precision']}, {path} (settings left at auto keep them; --set changes "
+                "them)",
+                flush=True,
+            )
         _announce(setup, device, choice, progress)
     try:
         seed_everything(cfg.train.seed)
@@ -249,6 +261,11 @@ def train_run(
             trainer.load_state_dict(setup.state)
         extra = {
             "config": cfg.to_dict(),
+            "decisions": {
+                "device": device.type,
+                "precision": choice.precision,
+                "fast_path": trainer.fast_path,
+            },
             "model": cfg.model,
             "data_image_shape": list(setup.dataset.shape),
             "model_image_shape": list(setup.shape),
@@ -266,6 +283,48 @@ def train_run(
         return record
     finally:
         shutdown(dist_info)
+
+
+def _keep_recorded_decisions(cfg: RunConfig, state: dict | None) -> dict | None:
+    """On a resume, settings left at ``auto`` take the decisions recorded when the run started
+    (device kind, fast path), so that a run never changes them in mid-training; an explicit
+    ``--set`` still wins. Returns the recorded decisions (None for a new or an older run).
+
+    Raises:
+        UsageError: the run started on a GPU and none is visible here.
+    """
+    decisions = (state or {}).get("decisions")
+    if not decisions:
+        return None
+    if cfg.train.device == "auto":
+        if decisions["device"] == "cuda" and not torch.cuda.is_available():
+            raise UsageError(
+                "this run started on a GPU (cuda) and no GPU is visible here; resume it where "
+                "there is one, or pass --set train.device=cpu to continue on the CPU"
+            )
+        cfg.train.device = decisions["device"]
+    if cfg.train.fast_path == "auto":
+        cfg.train.fast_path = "on" if decisions["fast_path"] else "off"
+    return decisions
+
+
+def _honour_recorded_precision(
+    choice: PrecisionChoice, decisions: dict, device: torch.device
+) -> PrecisionChoice:
+    """``train.precision=auto`` on a resume: the recorded precision, or a one-line stop when
+    this machine would have decided otherwise (bf16 recorded but not native here)."""
+    recorded = decisions["precision"]
+    if recorded == choice.precision:
+        return choice
+    if recorded == "bf16":
+        raise UsageError(
+            f"this run trained in bf16, which {device} does not run natively ({choice.reason}); "
+            "pass --set train.precision=bf16 to continue anyway (slowly) or "
+            "--set train.precision=fp32 to switch precision"
+        )
+    return dataclasses.replace(
+        choice, precision="fp32", reason="fp32 recorded at the run's start", warning=None
+    )
 
 
 def _start_folder(run_dir: Path, cfg: RunConfig, plan: dict | None):

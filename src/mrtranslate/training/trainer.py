@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch.nn.utils import get_total_norm
 from tqdm import tqdm
 
 from mrtranslate.config import TrainConfig
@@ -100,6 +101,15 @@ def lr_factor(step: int, total_steps: int, decay_steps: int) -> float:
     return max(0.0, 1.0 - (step - start) / decay_steps)
 
 
+def _load_optimizer(opt: torch.optim.Optimizer, saved: dict) -> None:
+    """Load Adam's saved state into ``opt`` whichever path saved it: the fused flag stays this
+    trainer's (a checkpoint of the plain path resumes on the fast path and the reverse, e.g. a
+    run started on a CPU and resumed on a GPU), and the step counters move where it needs them."""
+    fused = opt.defaults.get("fused")
+    groups = [{**group, "fused": fused} for group in saved["param_groups"]]
+    opt.load_state_dict({**saved, "param_groups": groups})
+
+
 def set_requires_grad(params: list[torch.nn.Parameter], flag: bool) -> None:
     for p in params:
         p.requires_grad_(flag)
@@ -158,6 +168,7 @@ class Trainer:
             self.data = data
         self.crop = crop_shape(tuple(data.t1w.shape[-2:]), cfg.crop)
         self._skipped = torch.zeros((), device=device)  # non-finite steps not yet reported
+        self._step_bad = torch.zeros((), device=device)  # this step skipped an update
         self._checked_step = 0
         adam = {
             "lr": cfg.lr,
@@ -194,9 +205,9 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.method.load_state_dict(state["method"])
-        self.opt_g.load_state_dict(state["opt_g"])
+        _load_optimizer(self.opt_g, state["opt_g"])
         if self.opt_d:
-            self.opt_d.load_state_dict(state["opt_d"])
+            _load_optimizer(self.opt_d, state["opt_d"])
         self.state = TrainState(
             step=int(state["step"]), epoch_seconds=[float(s) for s in state["epoch_seconds"]]
         )
@@ -279,21 +290,33 @@ class Trainer:
     def _autocast(self):
         return autocast(self.device, self.precision)
 
-    def _check_finite(self, loss: torch.Tensor, logs: dict, step: int, opt) -> None:
-        """Stop before the update if ``loss`` is not finite. On the fast path this would wait
-        for the device, so instead the fused optimiser is told to skip the update (no host
-        synchronisation) and :meth:`report_skipped` raises at the next logging step."""
+    def _check_finite(self, loss: torch.Tensor, logs: dict, step: int, opt, params) -> None:
+        """After the backward pass, before the update: skip the update when the loss or any
+        gradient is not finite (checked on the averaged gradients, so every rank agrees).
+
+        Plain path: raise (the weights stay as they were). Fast path: waiting for the device
+        here would cost every step, so the fused optimiser is told to skip (``found_inf``), the
+        step is counted, and :meth:`report_skipped` raises at the next check."""
+        grads = [p.grad for p in params if p.grad is not None]
+        total = loss.detach().float()
+        if grads:
+            total = total + get_total_norm(grads).float()
+        bad = any_rank((~torch.isfinite(total)).float(), self.dist)
         if self.fast_path:
-            bad = any_rank((~torch.isfinite(loss.detach())).float(), self.dist)
             opt.found_inf = bad
-            self._skipped += bad
+            self._step_bad = torch.maximum(self._step_bad, bad)
             return
-        if not torch.isfinite(loss):
-            bad = [k for k, v in logs.items() if not torch.isfinite(v)]
+        if bad:
+            bad_logs = [k for k, v in logs.items() if not torch.isfinite(v)]
+            what = (
+                f"loss ({', '.join(bad_logs) or 'total'})"
+                if bad_logs or not torch.isfinite(loss)
+                else "gradients (the loss was finite)"
+            )
             raise TrainingError(
-                f"non-finite loss ({', '.join(bad) or 'total'}) at step {step}; weights were not "
-                f"updated and the last good checkpoint in {self.run_dir} is kept "
-                f"(try a lower train.lr or train.precision=fp32)"
+                f"non-finite {what} at step {step}; weights were not updated and the last good "
+                f"checkpoint in {self.run_dir} is kept (try a lower train.lr or "
+                "train.precision=fp32)"
             )
 
     def report_skipped(self) -> None:
@@ -317,10 +340,10 @@ class Trainer:
         try:
             with self._autocast():
                 loss_g, logs, fakes = self.method.generator_step(batch)
-            self._check_finite(loss_g, logs, step, self.opt_g)
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             average_gradients(self.g_params, self.dist)
+            self._check_finite(loss_g, logs, step, self.opt_g, self.g_params)
             self.opt_g.step()
         finally:
             set_requires_grad(self.d_params, True)
@@ -330,10 +353,10 @@ class Trainer:
         """Discriminator step on real images and the (detached) fakes of the generator step."""
         with self._autocast():
             loss_d, logs = self.method.discriminator_step(batch, fakes)
-        self._check_finite(loss_d, logs, step, self.opt_d)
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         average_gradients(self.d_params, self.dist)
+        self._check_finite(loss_d, logs, step, self.opt_d, self.d_params)
         self.opt_d.step()
         return {**logs, "d/total": loss_d.detach()}
 
@@ -350,9 +373,11 @@ class Trainer:
             for group in opt.param_groups if opt else []:
                 group["lr"] = self.cfg.lr * factor
         batch = self.batch(step)
+        self._step_bad = torch.zeros((), device=self.device)
         logs, fakes = self.generator_update(batch, step)
         if self.opt_d is not None:
             logs = {**logs, **self.discriminator_update(batch, fakes, step)}
+        self._skipped += self._step_bad  # steps with a skipped update, not optimiser calls
         return logs | {"lr": torch.tensor(self.cfg.lr * factor)}
 
     def fit(self, extra: dict, stop_after: int | None = None) -> TrainState:
