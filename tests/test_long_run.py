@@ -189,3 +189,28 @@ def test_no_checkpoint_is_written_over_a_skipped_update(tmp_path, monkeypatch, s
         trainer.fit({})
     assert not layout.checkpoint_path(tmp_path / "on").exists()
     assert trainer.state.step in (2, 3)
+
+
+def test_a_run_trained_further_after_its_evaluation_is_not_reported(
+    small_phantom, tmp_path, capsys
+):
+    """'Evaluated' means: of this checkpoint (its SHA-256), not 'a newer file'. A run evaluated,
+    then resumed for more epochs, must be evaluated again before a report uses its numbers."""
+    import json
+
+    from mrtranslate.runs import is_evaluated
+
+    run = tmp_path / "simple"
+    _tiny("simple", small_phantom, run)
+    assert main(["evaluate", "--run", str(run), "--quiet"]) == 0
+    assert is_evaluated(run)
+    summary = json.loads(layout.summary_path(run).read_text())
+    assert summary["checkpoint"].startswith("sha256:")
+    _tiny("simple", small_phantom, run, ["train.epochs=3"], resume=True)
+    layout.summary_path(run).touch()  # newer than the checkpoint: file times would say "fresh"
+    assert not is_evaluated(run)
+    err = usage_error(capsys, ["report", "--runs", str(run), "--out", str(tmp_path / "r")])
+    assert "older checkpoint" in err and "mrtranslate evaluate" in err
+    assert not (tmp_path / "r").exists()
+    assert main(["evaluate", "--run", str(run), "--quiet"]) == 0
+    assert main(["report", "--runs", str(run), "--out", str(tmp_path / "r")]) == 0

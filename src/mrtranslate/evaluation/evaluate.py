@@ -33,7 +33,12 @@ from mrtranslate.evaluation.references import (
     reference_translation,
 )
 from mrtranslate.evaluation.summary import describe
-from mrtranslate.fileio import save_npy_atomic, write_json_atomic, write_text_atomic
+from mrtranslate.fileio import (
+    file_digest,
+    save_npy_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from mrtranslate.inference.batches import time_synthesis, translate_stack
 from mrtranslate.progress import progress_bar
 from mrtranslate.runs import EvalSummary, LoadedRun, layout, load_run
@@ -192,6 +197,7 @@ def evaluate_run(
     :func:`mrtranslate.hardware.resolve_device`), in the precision :func:`load_run` chose.
     """
     run = load_run(run_dir, device=device)
+    checkpoint = file_digest(layout.checkpoint_path(run_dir))  # the file just loaded
     dataset, data_dir = _open_test_data(run, run_dir, data_dir)
     shape = run.model_image_shape
     tensors = test_tensors(dataset, shape)
@@ -214,6 +220,7 @@ def evaluate_run(
         timing[direction] = _synthesis_timing(run, inputs[src], direction, batch_size)
     references, ref_rows = evaluate_references(dataset, shape, tensors, progress)
     summary = _summary(run, data_dir, tensors, rows_by_direction, timing, references)
+    summary.checkpoint = checkpoint
     _write_evaluation(run_dir, summary, csv_rows, ref_rows)
     return summary
 

@@ -12,6 +12,7 @@ import torch
 from mrtranslate.config import RunConfig
 from mrtranslate.data.tensors import crop_shape
 from mrtranslate.errors import UsageError
+from mrtranslate.fileio import file_digest
 from mrtranslate.hardware import inference_precision, resolve_device
 from mrtranslate.methods import Method, build_method, display_name
 from mrtranslate.runs import layout
@@ -128,23 +129,34 @@ def load_run(
 
 
 def is_evaluated(run_dir: str | Path) -> bool:
-    """Whether the run has an evaluation at least as new as its checkpoint."""
-    summary, checkpoint = layout.summary_path(run_dir), layout.checkpoint_path(run_dir)
-    return (
-        summary.is_file()
-        and checkpoint.is_file()
-        and summary.stat().st_mtime >= checkpoint.stat().st_mtime
-    )
+    """Whether the run has an evaluation of its current checkpoint (by SHA-256, not file times:
+    a run trained further, or copied, has a checkpoint its evaluation did not see)."""
+    summary_path, checkpoint = layout.summary_path(run_dir), layout.checkpoint_path(run_dir)
+    if not (summary_path.is_file() and checkpoint.is_file()):
+        return False
+    try:
+        summary = EvalSummary.load(summary_path)
+    except UsageError:
+        return False
+    return bool(summary.checkpoint) and summary.checkpoint == file_digest(checkpoint)
 
 
 def load_evaluation(run_dir: str | Path) -> EvalSummary:
-    """The run's ``eval/summary.json``; a usage error saying what to run when it is missing."""
+    """The run's ``eval/summary.json`` when it evaluates the run's current checkpoint; a usage
+    error saying what to run when it is missing, damaged or stale."""
     path = layout.summary_path(run_dir)
+    again = f"run 'mrtranslate evaluate --run {run_dir}'"
     if not path.is_file():
+        raise UsageError(f"{run_dir} has not been evaluated; {again} first")
+    summary = EvalSummary.load(path)
+    checkpoint = layout.checkpoint_path(run_dir)
+    if checkpoint.is_file() and summary.checkpoint != file_digest(checkpoint):
+        what = "an older checkpoint" if summary.checkpoint else "an unrecorded checkpoint"
         raise UsageError(
-            f"{run_dir} has not been evaluated; run 'mrtranslate evaluate --run {run_dir}' first"
+            f"the evaluation in {run_dir} is of {what}, not the run's current one (trained "
+            f"further or replaced since); {again} again"
         )
-    return EvalSummary.load(path)
+    return summary
 
 
 def load_metric_rows(run_dir: str | Path) -> list[dict[str, str]]:

@@ -89,7 +89,8 @@ class EvalSummary:
 
     ``measures[direction][column]`` and ``references[name][direction][column]`` hold
     ``{mean, std, median, ci95_low, ci95_high, n}``; ``evaluation_shape`` is the (height, width)
-    the images were compared at; ``training`` and ``synthesis`` hold timings, precision and device.
+    the images were compared at; ``training`` and ``synthesis`` hold timings, precision and device;
+    ``checkpoint`` is the SHA-256 of the checkpoint that was evaluated (empty in older summaries).
     """
 
     model: str
@@ -102,6 +103,7 @@ class EvalSummary:
     training: dict[str, Any] = field(default_factory=dict)
     synthesis: dict[str, Any] = field(default_factory=dict)
     references: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
