@@ -70,6 +70,16 @@ def test_lsgan_targets(model):
     assert logs["g/adv_t1"] == pytest.approx(1.0) and logs["g/adv_t2"] == pytest.approx(1.0)
 
 
+def test_lsgan_loss_is_the_mean_squared_distance_to_the_target():
+    """Scores between and beyond the targets tell a square from other powers (constant 0/1
+    scores cannot)."""
+    from mrtranslate.losses import lsgan_loss
+
+    scores = torch.tensor([0.5, 2.0, -1.0, 1.0])
+    assert float(lsgan_loss(scores, True)) == pytest.approx((0.25 + 1.0 + 4.0 + 0.0) / 4)
+    assert float(lsgan_loss(scores, False)) == pytest.approx((0.25 + 4.0 + 1.0 + 1.0) / 4)
+
+
 def test_unit_adds_latent_noise_in_training_only():
     cfg, method = _method("unit")
     assert cfg.net.unit_dropout == 0  # the only randomness left is the latent noise

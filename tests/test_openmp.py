@@ -31,15 +31,15 @@ def test_too_late_once_torch_is_loaded():
     assert out.stdout.strip() == "False"
 
 
-def test_run_records_the_openmp_settings(small_phantom, tmp_path):
+def test_run_records_the_openmp_settings(small_phantom, tmp_path, monkeypatch):
     from mrtranslate.cli import main
 
+    chosen = {"GOMP_SPINCOUNT": "4321", "OMP_WAIT_POLICY": "ACTIVE"}
+    for name, value in chosen.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     out = tmp_path / "run"
     args = ["train", "--model", "simple", "--data", str(small_phantom), "--out", str(out)]
     assert main([*args, "--profile", "tiny", "--quiet", "--set", "train.epochs=1"]) == 0
     record = json.loads((out / "run.json").read_text())
-    assert set(record["environment"]["openmp"]) == {
-        "GOMP_SPINCOUNT",
-        "OMP_WAIT_POLICY",
-        "OMP_NUM_THREADS",
-    }
+    assert record["environment"]["openmp"] == {**chosen, "OMP_NUM_THREADS": None}
