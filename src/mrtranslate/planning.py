@@ -428,6 +428,10 @@ class _Calibration:
     def seconds(self) -> float:
         return time.perf_counter() - self.start
 
+    def measured(self) -> set[float]:
+        """The rungs whose step times were measured."""
+        return {f for _, f in self.step_seconds}
+
     def measure(self, factor: float) -> None:
         from mrtranslate.bench import quick_step_seconds
 
@@ -486,18 +490,28 @@ def calibrate_and_plan(
     device,
     precision: str,
     say: Callable[[str], None] = lambda message: None,
-    max_calibration_seconds: float = 60.0,
 ) -> StudyPlan:
-    """Measure this machine's step times and plan; measures again at the chosen size when it
-    differs from the measured ones (up to three sizes, within ``max_calibration_seconds``)."""
+    """Measure this machine's step times and plan. The planned size is always one that was
+    measured, with the convolution algorithms the plan fixes: when the plan picks another size
+    it is measured and the plan made again; should the plans keep moving between unmeasured
+    sizes, the last plan is made over the measured sizes only."""
     calibration = _Calibration(study, device, precision, say)
     calibration.measure(calibration.base)
     plan = calibration.plan(budget_minutes, spent_seconds)
-    for _ in range(3):
-        measured = {f for _, f in calibration.step_seconds}
-        rung = crop_key(study.data_shape, plan.crop) if study.native else plan.downsample
-        if rung in measured or calibration.seconds > max_calibration_seconds:
-            break
+    for _ in range(MAX_REMEASUREMENTS):
+        rung = _rung(study, plan)
+        if rung in calibration.measured():
+            return plan
         calibration.measure(rung)
         plan = calibration.plan(budget_minutes, spent_seconds)
+    if _rung(study, plan) not in calibration.measured():
+        calibration.factors = [f for f in calibration.factors if f in calibration.measured()]
+        plan = calibration.plan(budget_minutes, spent_seconds)
     return plan
+
+
+MAX_REMEASUREMENTS = 4
+
+
+def _rung(study: StudyShape, plan: StudyPlan) -> float:
+    return crop_key(study.data_shape, plan.crop) if study.native else plan.downsample
