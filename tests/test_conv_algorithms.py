@@ -350,3 +350,80 @@ def test_a_whole_step_gain_below_half_the_threshold_keeps_everything_direct(monk
     choice = tune_convolutions(method, _batch(), _no_autocast, min_gain=0.1)
     assert set(choice.algorithms.values()) == {"direct"}
     assert choice.measurements[-1]["whole_step_seconds"]["chosen"] == "all direct"
+
+
+class _OneLayer(nn.Module):
+    """A 'method' of one convolution, enough for the tuner (shapes from one generator step)."""
+
+    def __init__(self, layer: Conv2d):
+        super().__init__()
+        self.layer = layer
+
+    def generator_step(self, batch):
+        out = self.layer(batch["t1w"])
+        return out.float().mean(), {}, {}
+
+    def discriminator_parameters(self):
+        return []
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape"),
+    [
+        (Conv2d(4, 8, 7, padding=0), (2, 4, 30, 26)),  # 7x7 without padding
+        (Conv2d(16, 8, 1), (2, 16, 20, 18)),  # 1x1
+        (Conv2d(8, 8, 3, padding=1), (2, 8, 24, 20)),
+    ],
+    ids=["7x7-pad0", "1x1", "3x3"],
+)
+def test_the_tuner_only_picks_algorithms_that_agree_with_direct(monkeypatch, layer, shape):
+    """Whatever the timings say, the chosen algorithm computes the layer: its output and both
+    gradients on the real shape match F.conv2d."""
+    torch.manual_seed(0)
+    method = _OneLayer(layer)
+    for fastest in layer.candidates():
+
+        def fake_time(lay, shp, algorithm, autocast, repeats=3, fastest=fastest):
+            return 0.1 if algorithm == fastest else 1.0
+
+        monkeypatch.setattr(conv_tuning, "time_layer", fake_time)
+        batch = {"t1w": torch.randn(shape)}
+        choice = tune_convolutions(method, batch, _no_autocast, check_steps=False)
+        assert choice.algorithms["layer"] == fastest  # these all agree with direct
+        x = torch.randn(shape, requires_grad=True)
+        got = method.layer(x)
+        want = F.conv2d(x, layer.weight, layer.bias, padding=layer.padding)
+        assert _rel(got, want) < 1e-4
+        grad_out = torch.randn_like(want)
+        for a, b in zip(
+            torch.autograd.grad(got, (x, layer.weight, layer.bias), grad_out),
+            torch.autograd.grad(want, (x, layer.weight, layer.bias), grad_out),
+            strict=True,
+        ):
+            assert _rel(a, b) < 1e-4
+
+
+def test_an_algorithm_that_disagrees_with_direct_is_never_chosen(monkeypatch):
+    from mrtranslate.nets import conv as conv_module
+
+    layer = Conv2d(8, 8, 3, padding=1)
+    method = _OneLayer(layer)
+    real = conv_module.winograd_conv2d
+
+    def wrong(x, weight, bias, padding):  # off by a little more than the tolerance
+        out = real(x, weight, bias, padding)
+        return out + 2e-3 * out.detach().abs().max()
+
+    monkeypatch.setattr(conv_module, "winograd_conv2d", wrong)
+    monkeypatch.setattr(
+        conv_tuning,
+        "time_layer",
+        lambda lay, shp, algorithm, autocast, repeats=3: 0.1 if algorithm == "winograd" else 1.0,
+    )
+    choice = tune_convolutions(
+        method, {"t1w": torch.randn(2, 8, 24, 20)}, _no_autocast, check_steps=False
+    )
+    assert choice.algorithms["layer"] != "winograd"
+    record = choice.measurements[0]
+    assert record["rejected"] == ["winograd"] and record["ms"]["winograd"] is None
+    assert record["max_error"]["winograd"] > conv_tuning.TOLERANCE["fp32"]

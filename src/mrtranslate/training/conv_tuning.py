@@ -6,7 +6,10 @@ set, Winograd F(3x3, 4x4) made the PatchGAN's stride-1 256 -> 512 layer 1.5-1.8x
 NHWC 32 -> 1 channel 7x7 convolution was 2.5x faster than NCHW; on AVX-512 the ranking differs),
 so nothing is assumed: each distinct (layer configuration, input shape) is timed forward and
 backward in the training precision, and an algorithm other than ``direct`` is kept only if it
-saves at least ``min_gain`` of the layer's time. Identical layers (the 18 residual convolutions of
+saves at least ``min_gain`` of the layer's time. Before it is timed, each algorithm's forward
+output and both gradients on that real shape are compared with the direct convolution's; one
+that differs by more than :data:`TOLERANCE` (relative to direct's largest magnitude) is
+rejected and recorded as such. Identical layers (the 18 residual convolutions of
 a generator) are measured once.
 
 The shapes are found by running one generator and one discriminator step on a deep copy of the
@@ -149,6 +152,44 @@ def time_layer(
     return statistics.median(timed_calls(run, repeats, warmup=1, device=device))
 
 
+# Largest error an algorithm may show against the direct convolution, relative to the largest
+# magnitude of direct's result (forward output, input and weight gradients): float32 Winograd
+# and NNPACK round differently (about 1e-6 to 1e-5 here); bf16 autocast rounds to 8 bits.
+TOLERANCE = {"fp32": 1e-3, "bf16": 3e-2}
+
+
+def _results(layer: Conv2d, x: torch.Tensor, grad_out: torch.Tensor | None, autocast):
+    """Forward output and the input, weight (and bias) gradients of ``layer`` on ``x``."""
+    x = x.detach().requires_grad_(True)
+    params = [p for p in layer.parameters() if p.requires_grad]
+    with autocast():
+        out = layer(x).float()
+    if grad_out is None:
+        grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(out)
+    grads = torch.autograd.grad(out, [x, *params], grad_out)
+    return [out.detach(), *grads], grad_out
+
+
+def error_against_direct(
+    layer: Conv2d, shape: tuple[int, ...], algorithm: str, autocast: Callable
+) -> float:
+    """Largest relative error of ``algorithm`` against the direct convolution on ``layer``'s
+    real input shape: forward output and both gradients (input and weights), each relative to
+    the largest magnitude of direct's. Leaves ``layer`` computing ``algorithm``."""
+    device = layer.weight.device
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
+    layer.set_algorithm("direct")
+    want, grad_out = _results(layer, x, None, autocast)
+    layer.set_algorithm(algorithm)
+    got, _ = _results(layer, x, grad_out, autocast)
+    error = 0.0
+    for a, b in zip(got, want, strict=True):
+        scale = float(b.abs().max()) or 1.0
+        difference = float((a.float() - b.float()).abs().max())
+        error = max(error, difference / scale if difference == difference else float("inf"))
+    return error
+
+
 def time_whole_steps(
     probe, batch: dict[str, torch.Tensor], autocast: Callable, repeats: int = 2
 ) -> float:
@@ -207,18 +248,39 @@ def tune_convolutions(
     cache: dict[tuple, dict[str, float]] = {}
     measurements = []
     totals: dict[str, dict[str, float]] = {}  # per layer: summed seconds per algorithm
+    tolerance = TOLERANCE["fp32" if fp32 else "bf16"]
     for name, layer in conv_layers(probe).items():
         candidates = [a for a in layer.candidates() if fp32 or a not in FP32_ONLY]
         totals[name] = dict.fromkeys(candidates, 0.0)
         for shape in shapes.get(name, []):
             key = _signature(layer, shape)
             if key not in cache:
+                errors = {
+                    a: error_against_direct(layer, shape, a, autocast)
+                    for a in candidates
+                    if a != "direct"
+                }
+                # an algorithm that disagrees with direct is never chosen, however fast
                 cache[key] = {
                     algorithm: time_layer(layer, shape, algorithm, autocast, repeats)
+                    if errors.get(algorithm, 0.0) <= tolerance
+                    else float("inf")
                     for algorithm in candidates
                 }
-                ms = {a: round(1e3 * s, 3) for a, s in cache[key].items()}
-                measurements.append({"layer": name, "shape": list(shape), "ms": ms})
+                ms = {
+                    a: round(1e3 * s, 3) if s < float("inf") else None
+                    for a, s in cache[key].items()
+                }
+                rejected = sorted(a for a, e in errors.items() if e > tolerance)
+                measurements.append(
+                    {
+                        "layer": name,
+                        "shape": list(shape),
+                        "ms": ms,
+                        "max_error": {a: float(f"{e:.2e}") for a, e in errors.items()},
+                        "rejected": rejected,
+                    }
+                )
             for algorithm, seconds in cache[key].items():
                 totals[name][algorithm] += seconds
     choice = {name: _fastest(t, "direct", min_gain) for name, t in totals.items()}
