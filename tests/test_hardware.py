@@ -149,3 +149,56 @@ def test_real_probe_is_quick_and_consistent():
         assert choice.bf16_native and hardware.onednn_reports_bf16()
     if not hardware.onednn_reports_bf16():
         assert choice.precision == "fp32"
+
+
+def test_on_a_gpu_fp32_means_float32_and_cudnn_is_deterministic(monkeypatch):
+    """PyTorch computes cuDNN convolutions in TF32 by default; the project's "fp32" on a GPU
+    switches that off and asks cuDNN for deterministic algorithms. The CPU is left alone."""
+    from mrtranslate.hardware import configure_cuda_math
+
+    switches = (
+        (torch.backends.cuda.matmul, "allow_tf32", True),
+        (torch.backends.cudnn, "allow_tf32", True),
+        (torch.backends.cudnn, "deterministic", False),
+        (torch.backends.cudnn, "benchmark", True),
+    )
+    saved = [getattr(module, name) for module, name, _ in switches]
+    try:
+        for module, name, value in switches:
+            setattr(module, name, value)
+        untouched = configure_cuda_math(torch.device("cpu"))
+        assert untouched["tf32_cudnn"] and untouched["cudnn_benchmark"]
+        flags = configure_cuda_math(torch.device("cuda", 0))
+        assert flags == {
+            "tf32_matmul": False,
+            "tf32_cudnn": False,
+            "cudnn_deterministic": True,
+            "cudnn_benchmark": False,
+        }
+    finally:
+        for (module, name, _), value in zip(switches, saved, strict=True):
+            setattr(module, name, value)
+
+
+def test_run_records_the_gpu_math_flags(small_phantom, tmp_path):
+    import json
+
+    from mrtranslate.cli import main
+
+    out = tmp_path / "run"
+    args = ["train", "--model", "simple", "--data", str(small_phantom), "--out", str(out)]
+    assert main([*args, "--profile", "tiny", "--quiet", "--set", "train.epochs=1"]) == 0
+    flags = json.loads((out / "run.json").read_text())["environment"]["cuda_math"]
+    assert set(flags) == {"tf32_matmul", "tf32_cudnn", "cudnn_deterministic", "cudnn_benchmark"}
+
+
+def test_an_explicit_gpu_index_under_torchrun_is_refused(
+    small_phantom, tmp_path, capsys, monkeypatch
+):
+    from helpers import usage_error
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    out = tmp_path / "run"
+    args = ["train", "--model", "simple", "--data", str(small_phantom), "--out", str(out)]
+    err = usage_error(capsys, [*args, "--profile", "tiny", "--set", "train.device=cuda:1"])
+    assert "LOCAL_RANK" in err and "train.device=cuda" in err

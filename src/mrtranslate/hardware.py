@@ -61,6 +61,29 @@ def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.d
     return torch.device("cuda", index)
 
 
+def cuda_math_flags() -> dict[str, bool]:
+    """The PyTorch switches that decide what "fp32" means on a GPU (recorded in ``run.json``)."""
+    return {
+        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+    }
+
+
+def configure_cuda_math(device: torch.device) -> dict[str, bool]:
+    """On a GPU: fp32 is IEEE float32 (PyTorch computes cuDNN convolutions in TF32 by default,
+    10-bit mantissa), and cuDNN uses deterministic algorithms without benchmarking, so a run
+    repeats with the same seed on the same GPU and software (up to the few CUDA kernels that
+    add atomically). Nothing changes on the CPU. Returns the flags in effect."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    return cuda_math_flags()
+
+
 @dataclass(frozen=True)
 class PrecisionChoice:
     """The outcome of :func:`resolve_precision`, recorded in ``run.json``.

@@ -13,7 +13,7 @@ from mrtranslate.config import RunConfig
 from mrtranslate.data.tensors import crop_shape
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import file_digest
-from mrtranslate.hardware import inference_precision, resolve_device
+from mrtranslate.hardware import configure_cuda_math, inference_precision, resolve_device
 from mrtranslate.methods import Method, build_method, display_name
 from mrtranslate.runs import layout
 from mrtranslate.runs.checkpoint import load_checkpoint
@@ -90,6 +90,7 @@ def load_run(
     that device, else fp32.
     """
     device = device if isinstance(device, torch.device) else resolve_device(device)
+    configure_cuda_math(device)  # fp32 means float32 on a GPU too
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UsageError(f"run folder not found: {run_dir}")

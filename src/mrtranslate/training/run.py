@@ -7,6 +7,7 @@ for use is :func:`mrtranslate.runs.load_run`.
 from __future__ import annotations
 
 import dataclasses
+import os
 import statistics
 import sys
 from dataclasses import dataclass
@@ -26,7 +27,12 @@ from mrtranslate.data.tensors import (
 )
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import check_writable_parent, write_json_atomic
-from mrtranslate.hardware import PrecisionChoice, resolve_device, resolve_precision
+from mrtranslate.hardware import (
+    PrecisionChoice,
+    configure_cuda_math,
+    resolve_device,
+    resolve_precision,
+)
 from mrtranslate.methods import Method, build_method, display_name, make_config, specs
 from mrtranslate.methods import get as get_spec
 from mrtranslate.nets import count_parameters
@@ -136,12 +142,18 @@ def _devices(cfg: RunConfig) -> tuple[torch.device, DistInfo, PrecisionChoice]:
     """Device (indexed), process group and precision; every rank uses rank 0's precision."""
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and cfg.train.device.startswith("cuda:"):
+        raise UsageError(
+            f"train.device={cfg.train.device} would put every torchrun process on one GPU; "
+            "use train.device=cuda (or auto): each process takes the GPU of its LOCAL_RANK"
+        )
     device = resolve_device(cfg.train.device)
     dist_info = init_distributed(device.type)
     if dist_info.enabled:
         device = resolve_device(cfg.train.device, dist_info.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    configure_cuda_math(device)
     # Each rank's probe could measure differently: all follow rank 0.
     choice = broadcast_object(resolve_precision(cfg.train.precision, device), dist_info)
     return device, dist_info, choice

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from mrtranslate import __version__, openmp
+from mrtranslate.hardware import cuda_math_flags
 
 
 def git_commit() -> str:
@@ -45,6 +46,7 @@ def environment() -> dict:
         "numpy": np.__version__,
         "platform": platform.platform(),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "cuda_math": cuda_math_flags(),
         "openmp": openmp.settings(),
         "git_commit": git_commit(),
         "command": sys.argv,

@@ -188,7 +188,7 @@ class Trainer:
         self.decay_steps = self.steps_per_epoch * cfg.decay_epochs
         self.state = TrainState()
         self.conv_choice: ConvChoice | None = None
-        self._order_cache: tuple[int, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._order_cache: tuple | None = None  # (epoch, host orders, orders by the images)
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -254,17 +254,23 @@ class Trainer:
         """This process's share of the global batch of ``step``."""
         epoch, within = divmod(step, self.steps_per_epoch)
         if self._order_cache is None or self._order_cache[0] != epoch:
-            self._order_cache = (
-                epoch,
-                epoch_order(self.cfg.seed, epoch, len(self.data), self.method.paired),
-            )
-        order_t1, order_t2 = self._order_cache[1]
+            orders = epoch_order(self.cfg.seed, epoch, len(self.data), self.method.paired)
+            # images on the device are indexed with indices on the device (copied once per
+            # epoch): a host index tensor would be copied, and waited for, at every step
+            where = self.data.t1w.device
+            self._order_cache = (epoch, orders, tuple(o.to(where) for o in orders))
+        (order_t1, order_t2), (dev_t1, dev_t2) = self._order_cache[1], self._order_cache[2]
         n, bs = len(self.data), self.cfg.batch_size
-        positions = torch.arange(within * bs, (within + 1) * bs) % n
-        positions = positions[self.dist.rank :: self.dist.world_size]
+        share = slice(self.dist.rank, None, self.dist.world_size)
+        positions = (torch.arange(within * bs, (within + 1) * bs) % n)[share]
+        where = dev_t1.device
+        dev_positions = (torch.arange(within * bs, (within + 1) * bs, device=where) % n)[share]
         fmt = self.memory_format
-        picks = {"t1w": order_t1[positions], "t2w": order_t2[positions]}
-        images = {c: getattr(self.data, c)[picks[c]] for c in picks}
+        picks = {"t1w": order_t1[positions], "t2w": order_t2[positions]}  # host: crop masks
+        images = {
+            "t1w": self.data.t1w[dev_t1[dev_positions]],
+            "t2w": self.data.t2w[dev_t2[dev_positions]],
+        }
         if self.crop != tuple(self.data.t1w.shape[-2:]):
             images = self._crops(images, picks, step)
         return {c: v.to(self.device).contiguous(memory_format=fmt) for c, v in images.items()}
