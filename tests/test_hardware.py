@@ -202,3 +202,30 @@ def test_an_explicit_gpu_index_under_torchrun_is_refused(
     args = ["train", "--model", "simple", "--data", str(small_phantom), "--out", str(out)]
     err = usage_error(capsys, [*args, "--profile", "tiny", "--set", "train.device=cuda:1"])
     assert "LOCAL_RANK" in err and "train.device=cuda" in err
+
+
+def test_gpu_check_without_a_gpu_says_so_and_succeeds(capsys, no_gpu):
+    from mrtranslate import gpu_check
+
+    assert gpu_check.main([]) == 0
+    assert "no CUDA device" in capsys.readouterr().out
+
+
+def test_gpu_check_runs_its_checks_and_fails_loudly(capsys, monkeypatch):
+    """The same checks on the CPU (step timings stubbed): the resume checks run for real, and
+    one failing check makes the whole check fail while the others still report."""
+    from mrtranslate import bench, gpu_check
+
+    def fake_bench(model, precision, size, batch, repeats, **kwargs):
+        if model == "unit" and kwargs["fast_path"] == "on":
+            raise RuntimeError("boom")
+        return {"train_step_seconds_median": 0.25}
+
+    monkeypatch.setattr(bench, "bench_model", fake_bench)
+    code = gpu_check.main(["--device", "cpu", "--size", "32", "--repeats", "1"])
+    out = capsys.readouterr()
+    assert code == 1 and "1 check(s) FAILED" in out.err
+    lines = {line.split("  ")[0].strip(): line for line in out.out.splitlines()}
+    assert "ok" in lines["resume off -> on"] and "ok" in lines["resume on -> off"]
+    assert "250.0 ms/step" in lines["cyclegan step, fast path"]
+    assert "FAILED" in lines["unit step, fast path"] and "boom" in lines["unit step, fast path"]

@@ -141,6 +141,7 @@ def bench_model(
     compile_nets: bool = False,
     device: torch.device = CPU,
     conv_algorithm: str = "auto",
+    fast_path: str = "auto",
 ) -> dict:
     """Throughput, FLOPs and achieved GFLOP/s of one model at the paper's configuration, with
     each convolution's algorithm measured (``auto``) or PyTorch's own (``direct``: the plain
@@ -154,6 +155,7 @@ def bench_model(
             f"train.channels_last={channels_last}",
             f"train.compile={compile_nets}",
             f"train.conv_algorithm={conv_algorithm}",
+            f"train.fast_path={fast_path}",
             "train.steps_per_epoch=1000",
             "net.unit_dropout=0",
         ],

@@ -247,7 +247,7 @@ def train_run(
     if kept and choice.requested == "auto":
         choice = _honour_recorded_precision(choice, kept, device)
     if dist_info.is_main:
-        if kept:
+        if kept and progress:
             path = "fast path" if kept["fast_path"] else "plain path"
             print(
                 f"resuming with the decisions recorded at the run's start: {kept['device']}, "
