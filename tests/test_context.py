@@ -210,3 +210,45 @@ def test_translate_volume_raises_dark_brain_voxels_to_the_runs_floor(context_run
     np.testing.assert_allclose(out[30:34, 30:34, :], floor, rtol=1e-4)
     np.testing.assert_allclose(out[16:20, 16:20, :], 500.0, rtol=1e-4)
     assert (out[:8] == 0).all()
+
+
+def test_brain_only_l1_ignores_everything_outside_the_mask():
+    from mrtranslate.losses import l1
+
+    real = torch.zeros(2, 3, 8, 8)
+    fake = real.clone()
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[:, :, 2:6, 2:6] = 1
+    fake[:, :, 0, :] = 5.0  # wrong outside the brain only
+    assert float(l1(fake, real, mask)) == 0.0 and float(l1(fake, real)) > 0
+    fake[0, 1, 3, 3] = 1.0  # one wrong brain pixel of the 2 x 3 x 16 in the mask
+    assert float(l1(fake, real, mask)) == pytest.approx(1.0 / 96)
+
+
+@pytest.mark.parametrize("model", ["generators_s", "cyclegan_s"])
+def test_trainer_gives_paired_methods_the_crops_mask_and_brain_only_uses_it(tmp_path, model):
+    """The batch carries the pair's brain mask, cropped with the same window as the images; a
+    brain-only supervised loss does not see a wrong background."""
+    from mrtranslate.config import apply_overrides
+    from mrtranslate.methods import build_method, make_config
+    from mrtranslate.training.trainer import Trainer, TrainingData
+
+    cfg = make_config(model, "tiny")
+    apply_overrides(cfg, ["train.crop=32", "loss.brain_only=true", "train.conv_algorithm=direct"])
+    images = -torch.rand(3, 1, 64, 64)  # the brain box is 1, everything else below 0
+    masks = torch.zeros(3, 1, 64, 64, dtype=torch.bool)
+    masks[:, :, 20:40, 24:44] = True
+    images[masks] = 1.0
+    data = TrainingData(images, -images, masks, masks)
+    method = build_method(model, cfg.net, cfg.loss, (32, 32))
+    trainer = Trainer(method, cfg.train, data, tmp_path, torch.device("cpu"), progress=False)
+    for step in range(3):
+        batch = trainer.batch(step)
+        assert batch["mask"].shape == batch["t1w"].shape == (2, 1, 32, 32)
+        inside = batch["mask"] > 0
+        assert torch.equal(inside, batch["t1w"] == 1.0)  # the images' own window
+        assert 0 < int(inside.sum()) < inside.numel()
+    method.eval()
+    clean = float(method.generator_step(batch)[1]["g/sup_t2"])
+    batch["t2w"] = torch.where(inside, batch["t2w"], torch.full_like(batch["t2w"], 9.0))
+    assert float(method.generator_step(batch)[1]["g/sup_t2"]) == pytest.approx(clean, rel=1e-5)

@@ -55,6 +55,9 @@ class LossConfig:
     supervised: float = 10.0  # CycleGAN_s: L1 to the paired ground truth, each direction
     identity: float = 0.0  # CycleGAN: optional identity loss ||G(y) - y||_1 (off in the paper)
     pool_size: int = 50  # CycleGAN: past fakes kept for the discriminators
+    # CycleGAN_s, Generators_s, Simple: the supervised L1 inside the pair's brain mask only
+    # (the translation is judged, and written, inside the brain only); off in the paper
+    brain_only: bool = False
     unit_adv: float = 10.0  # UNIT: adversarial (BCE), generator and discriminator
     unit_kl: float = 0.1  # UNIT: latent prior term of the encoded real images
     unit_rec: float = 100.0  # UNIT: within-domain reconstruction (L1)

@@ -31,9 +31,14 @@ def bce_gan_loss(logits: list[torch.Tensor], target_is_real: bool) -> torch.Tens
     return total
 
 
-def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference (in float32 even under autocast)."""
-    return torch.mean(torch.abs(a.float() - b.float()))
+def l1(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute difference (in float32 even under autocast); with ``mask`` ((B, 1, H, W),
+    1 inside the brain, 0 outside) the mean over the masked pixels of every channel only."""
+    difference = torch.abs(a.float() - b.float())
+    if mask is None:
+        return torch.mean(difference)
+    weights = mask.float().expand_as(difference)
+    return (difference * weights).sum() / weights.sum().clamp_min(1.0)
 
 
 def latent_kl(mu: torch.Tensor) -> torch.Tensor:

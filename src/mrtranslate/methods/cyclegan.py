@@ -7,7 +7,8 @@ Generator objective (Zhu et al. 2017, eq. 1-3, with the least-squares GAN loss):
     L_G = (D_t2(G(t1)) - 1)^2 + (D_t1(F(t2)) - 1)^2
           + lambda_cyc * (|F(G(t1)) - t1|_1 + |G(F(t2)) - t2|_1)
           + lambda_id  * (|G(t2) - t2|_1 + |F(t1) - t1|_1)          (optional, off by default)
-          + lambda_sup * (|G(t1) - t2|_1 + |F(t2) - t1|_1)          (CycleGAN_s, paired batches)
+          + lambda_sup * (|G(t1) - t2|_1 + |F(t2) - t1|_1)          (CycleGAN_s, paired batches;
+                                                      in the brain mask only: loss.brain_only)
 
 Discriminator objective: L_D = 1/2 [(D(real) - 1)^2 + D(pooled fake)^2] per domain, with a pool of
 past fakes. Weights: lambda_cyc = 10, lambda_sup = 10, lambda_id = 0.
@@ -41,6 +42,7 @@ class CycleGAN(Method):
         pool_size: past fakes kept per domain (50).
         image_shape: (H, W) of training images, for the pool's buffers.
         context: slices per image stack (channels of every network's input and output).
+        brain_only: the supervised L1 inside the batch's brain mask only (``batch["mask"]``).
     """
 
     def __init__(
@@ -56,10 +58,12 @@ class CycleGAN(Method):
         image_shape: tuple[int, int],
         name: str,
         context: int = 1,
+        brain_only: bool = False,
     ):
         super().__init__()
         self.name = name
         self.context = context
+        self.brain_only = brain_only
         self.paired = supervised_weight > 0
         self.cycle_weight = cycle_weight
         self.identity_weight = identity_weight
@@ -85,6 +89,7 @@ class CycleGAN(Method):
             image_shape=image_shape,
             name=spec.name,
             context=net.context,
+            brain_only=loss.brain_only,
         )
 
     def generators(self):
@@ -118,8 +123,9 @@ class CycleGAN(Method):
             logs["g/identity_t1"] = l1(self.g_t2_to_t1(real_t1), real_t1)
             loss = loss + self.identity_weight * (logs["g/identity_t1"] + logs["g/identity_t2"])
         if self.supervised_weight > 0:
-            logs["g/sup_t2"] = l1(fake_t2, real_t2)
-            logs["g/sup_t1"] = l1(fake_t1, real_t1)
+            mask = batch.get("mask") if self.brain_only else None
+            logs["g/sup_t2"] = l1(fake_t2, real_t2, mask)
+            logs["g/sup_t1"] = l1(fake_t1, real_t1, mask)
             loss = loss + self.supervised_weight * (logs["g/sup_t1"] + logs["g/sup_t2"])
         logs = {k: v.detach() for k, v in logs.items()}
         logs["g/total"] = loss.detach()

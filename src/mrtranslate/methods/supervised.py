@@ -3,7 +3,8 @@
 - Generators_s: the CycleGAN generators, one per direction, no adversarial or cycle loss.
 - Simple: two 1x1 conv layers per direction (a learned intensity mapping).
 
-Objective: L = |G(t1) - t2|_1 + |F(t2) - t1|_1 (means over pixels and batch).
+Objective: L = |G(t1) - t2|_1 + |F(t2) - t1|_1 (means over pixels and batch; with
+``loss.brain_only`` over the pair's brain-mask pixels only).
 """
 
 from __future__ import annotations
@@ -25,16 +26,24 @@ class SupervisedL1(Method):
         g_t1_to_t2, g_t2_to_t1: the translators ((B, C, H, W) in [-1, 1] -> same shape).
         name: the model name.
         context: C, slices per image stack.
+        brain_only: the L1 inside the batch's brain mask only (``batch["mask"]``, when given).
     """
 
     paired = True
 
     def __init__(
-        self, *, g_t1_to_t2: nn.Module, g_t2_to_t1: nn.Module, name: str, context: int = 1
+        self,
+        *,
+        g_t1_to_t2: nn.Module,
+        g_t2_to_t1: nn.Module,
+        name: str,
+        context: int = 1,
+        brain_only: bool = False,
     ):
         super().__init__()
         self.name = name
         self.context = context
+        self.brain_only = brain_only
         self.g_t1_to_t2 = g_t1_to_t2
         self.g_t2_to_t1 = g_t2_to_t1
 
@@ -47,8 +56,9 @@ class SupervisedL1(Method):
     def generator_step(self, batch: Batch) -> tuple[torch.Tensor, Logs, Batch]:
         fake_t2 = self.g_t1_to_t2(batch["t1w"])
         fake_t1 = self.g_t2_to_t1(batch["t2w"])
-        sup_t2 = l1(fake_t2, batch["t2w"])
-        sup_t1 = l1(fake_t1, batch["t1w"])
+        mask = batch.get("mask") if self.brain_only else None
+        sup_t2 = l1(fake_t2, batch["t2w"], mask)
+        sup_t1 = l1(fake_t1, batch["t1w"], mask)
         loss = sup_t1 + sup_t2
         logs = {"g/sup_t1": sup_t1.detach(), "g/sup_t2": sup_t2.detach(), "g/total": loss.detach()}
         return loss, logs, {"t1w": fake_t1.detach(), "t2w": fake_t2.detach()}
@@ -75,7 +85,13 @@ class GeneratorsS(SupervisedL1):
                 blocks=net.gen_blocks,
             )
 
-        return cls(g_t1_to_t2=make(), g_t2_to_t1=make(), name=spec.name, context=net.context)
+        return cls(
+            g_t1_to_t2=make(),
+            g_t2_to_t1=make(),
+            name=spec.name,
+            context=net.context,
+            brain_only=loss.brain_only,
+        )
 
 
 class Simple(SupervisedL1):
@@ -88,7 +104,13 @@ class Simple(SupervisedL1):
                 in_channels=net.context, out_channels=net.context, width=net.simple_width
             )
 
-        return cls(g_t1_to_t2=make(), g_t2_to_t1=make(), name=spec.name, context=net.context)
+        return cls(
+            g_t1_to_t2=make(),
+            g_t2_to_t1=make(),
+            name=spec.name,
+            context=net.context,
+            brain_only=loss.brain_only,
+        )
 
 
 # Keras Adam() defaults at a constant rate, as in the seed code.

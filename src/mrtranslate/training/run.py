@@ -181,7 +181,8 @@ def _training_data(setup: _Setup) -> TrainingData:
     if setup.cfg.train.max_train_images:
         count = min(count, setup.cfg.train.max_train_images)
     indices = np.arange(count)
-    masks = load_masks(split, setup.shape, indices) if setup.cfg.train.crop else None
+    wanted = setup.cfg.train.crop or setup.cfg.loss.brain_only
+    masks = load_masks(split, setup.shape, indices) if wanted else None
     net = setup.cfg.net
     images = {
         c: load_images(split, c, setup.shape, indices, context=net.context, floor=net.brain_floor)

@@ -167,6 +167,11 @@ class Trainer:
             data = data.to(device)
             self.data = data
         self.crop = crop_shape(tuple(data.t1w.shape[-2:]), cfg.crop)
+        # Paired methods get the pair's brain mask in the batch ("mask", (B, 1, h, w) 0/1), kept
+        # where the images are (on the fast path a copy on the device: no copy per step).
+        self.loss_masks = None
+        if method.paired and data.mask_t1w is not None:
+            self.loss_masks = data.mask_t1w.to(data.t1w.device)
         self._skipped = torch.zeros((), device=device)  # non-finite steps not yet reported
         self._step_bad = torch.zeros((), device=device)  # this step skipped an update
         self._checked_step = 0
@@ -271,6 +276,8 @@ class Trainer:
             "t1w": self.data.t1w[dev_t1[dev_positions]],
             "t2w": self.data.t2w[dev_t2[dev_positions]],
         }
+        if self.loss_masks is not None:  # the pair's brain mask, for losses inside the brain
+            images["mask"] = self.loss_masks[dev_t1[dev_positions]].float()
         if self.crop != tuple(self.data.t1w.shape[-2:]):
             images = self._crops(images, picks, step)
         return {c: v.to(self.device).contiguous(memory_format=fmt) for c, v in images.items()}
@@ -290,6 +297,8 @@ class Trainer:
                 count = len(picks[contrast])
                 corners = crop_corners(masks, count, whole, self.crop, generator)
             out[contrast] = take_crops(images[contrast], corners, self.crop)
+            if contrast == "t1w" and "mask" in images:  # paired: the same window
+                out["mask"] = take_crops(images["mask"], corners, self.crop)
         return out
 
     # ---------------------------------------------------------------- loop
