@@ -4,6 +4,8 @@ a long run)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -214,3 +216,56 @@ def test_a_run_trained_further_after_its_evaluation_is_not_reported(
     assert not (tmp_path / "r").exists()
     assert main(["evaluate", "--run", str(run), "--quiet"]) == 0
     assert main(["report", "--runs", str(run), "--out", str(tmp_path / "r")]) == 0
+
+
+def _plain_path_worker(rank: int, port: int, folder: str, results) -> None:
+    import datetime
+
+    import torch.distributed as dist
+
+    from mrtranslate.training.distributed import DistInfo
+
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=2,
+        timeout=datetime.timedelta(seconds=60),
+    )
+    try:
+        trainer = _trainer(Path(folder) / str(rank), "off")
+        trainer.dist = DistInfo(rank=rank, world_size=2, local_rank=rank)
+        trainer.step_tensors(0)
+        if rank == 1:  # only this rank's gradients are NaN (its loss is finite)
+            real_update = trainer.generator_update
+
+            def update(batch, step):
+                import pytest as _pytest
+
+                with _pytest.MonkeyPatch.context() as patch:
+                    _poison(trainer, patch, "generator_step")
+                    return real_update(batch, step)
+
+            trainer.generator_update = update
+        try:
+            trainer.step_tensors(1)
+            results[rank] = "trained on"
+        except TrainingError:
+            results[rank] = "stopped"
+    finally:
+        dist.destroy_process_group()
+
+
+def test_plain_path_non_finite_gradients_on_one_rank_stop_every_rank(tmp_path):
+    """Two gloo processes on the plain path: a NaN on one rank stops both, neither waits for
+    the other in a collective."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_plain_path_worker, args=(port, str(tmp_path), results), nprocs=2, join=True)
+    assert dict(results) == {0: "stopped", 1: "stopped"}

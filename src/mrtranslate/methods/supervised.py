@@ -47,6 +47,17 @@ class SupervisedL1(Method):
         self.g_t1_to_t2 = g_t1_to_t2
         self.g_t2_to_t1 = g_t2_to_t1
 
+    @classmethod
+    def with_translators(cls, make, spec, net, loss) -> SupervisedL1:
+        """The method with two translators from ``make()`` and the config's shared settings."""
+        return cls(
+            g_t1_to_t2=make(),
+            g_t2_to_t1=make(),
+            name=spec.name,
+            context=net.context,
+            brain_only=loss.brain_only,
+        )
+
     def generators(self):
         return {"g_t1_to_t2": self.g_t1_to_t2, "g_t2_to_t1": self.g_t2_to_t1}
 
@@ -85,13 +96,7 @@ class GeneratorsS(SupervisedL1):
                 blocks=net.gen_blocks,
             )
 
-        return cls(
-            g_t1_to_t2=make(),
-            g_t2_to_t1=make(),
-            name=spec.name,
-            context=net.context,
-            brain_only=loss.brain_only,
-        )
+        return cls.with_translators(make, spec, net, loss)
 
 
 class Simple(SupervisedL1):
@@ -104,13 +109,7 @@ class Simple(SupervisedL1):
                 in_channels=net.context, out_channels=net.context, width=net.simple_width
             )
 
-        return cls(
-            g_t1_to_t2=make(),
-            g_t2_to_t1=make(),
-            name=spec.name,
-            context=net.context,
-            brain_only=loss.brain_only,
-        )
+        return cls.with_translators(make, spec, net, loss)
 
 
 # Keras Adam() defaults at a constant rate, as in the seed code.
