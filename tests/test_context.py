@@ -252,3 +252,19 @@ def test_trainer_gives_paired_methods_the_crops_mask_and_brain_only_uses_it(tmp_
     clean = float(method.generator_step(batch)[1]["g/sup_t2"])
     batch["t2w"] = torch.where(inside, batch["t2w"], torch.full_like(batch["t2w"], 9.0))
     assert float(method.generator_step(batch)[1]["g/sup_t2"]) == pytest.approx(clean, rel=1e-5)
+
+
+def test_a_brain_only_run_writes_background_outside_the_brain(tmp_path):
+    """Its output outside the brain was never trained: evaluation (whose synthetic images the
+    report and the perceptual study show) writes background there, as translate does."""
+    from mrtranslate.runs import layout
+    from mrtranslate.training.run import train_run
+
+    data = slab_dataset(tmp_path / "data", {"a": 4, "b": 4}, texture=True)
+    run = tmp_path / "run"
+    overrides = ["loss.brain_only=true", "train.downsample=1"]
+    train_run("simple", data, run, profile="tiny", overrides=overrides, progress=False)
+    assert main(["evaluate", "--run", str(run), "--quiet"]) == 0
+    fake = np.load(layout.synthetic_path(run, "t1-to-t2"))
+    mask = np.asarray(open_dataset(data).split("test").mask) > 0
+    assert (fake[~mask] == 0).all() and (fake[mask] > 0).any()

@@ -56,6 +56,7 @@ def test_plan_fits_the_budget(machine, minutes):
 
 def test_plan_for_an_avx2_cpu_in_15_minutes_trains_at_the_base_size():
     plan = _plan(AVX2, 15)
+    assert "loss.brain_only=false" in plan.overrides()  # single slices: the paper's losses
     assert plan.image_shape == [76, 64] and MIN_STEPS <= plan.steps < TARGET_STEPS
 
 
@@ -262,6 +263,7 @@ def test_native_plans_keep_full_resolution_and_grow_crops_then_steps():
         assert plan.fits and plan.downsample == 1 and plan.image_shape == list(REAL)
         assert "train.downsample=1" in plan.overrides()
         assert f"train.crop={plan.crop}" in plan.overrides()
+        assert "loss.brain_only=true" in plan.overrides()  # volume data: judged in the brain
         assert plan.estimated_seconds <= 0.9 * minutes * 60 + 1e-6
         side = plan.crop or max(REAL)
         if previous is not None:  # more time: never a smaller crop, never fewer steps for one

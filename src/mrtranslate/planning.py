@@ -183,6 +183,8 @@ class StudyPlan:
     fixed_seconds: dict[str, float] = field(default_factory=dict)
     calibration: dict = field(default_factory=dict)
     crop: int = 0  # side of the random training crops at full size (0: whole images)
+    # supervised losses inside the brain only (volume data: measured better on real scans)
+    brain_only: bool = False
 
     @property
     def estimated_seconds(self) -> float:
@@ -199,6 +201,7 @@ class StudyPlan:
             f"train.batch_size={self.batch_size}",
             f"train.precision={self.precision}",
             f"train.crop={self.crop}",
+            f"loss.brain_only={str(self.brain_only).lower()}",
         ]
 
     def to_dict(self) -> dict:
@@ -216,6 +219,7 @@ class StudyPlan:
         if self.crop:
             ch, cw = crop_shape(tuple(self.image_shape), self.crop)
             size = f"{h}x{w} pixels (the data's resolution), training on {ch}x{cw} crops"
+            size += ", supervised losses inside the brain" if self.brain_only else ""
         else:
             size = (
                 f"{h}x{w} pixels (data {self.data_shape[0]}x{self.data_shape[1]}, "
@@ -372,6 +376,7 @@ def build_plan(
         downsample=1.0 if cost.crops is not None else factor,
         image_shape=list(cost.eval_shape(factor)),
         crop=cost.crops[factor] if cost.crops is not None else 0,
+        brain_only=cost.crops is not None,
         steps=steps,
         batch_size=BATCH,
         epochs=EPOCHS,

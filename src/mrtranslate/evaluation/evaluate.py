@@ -208,6 +208,8 @@ def evaluate_run(
         fake = translate_stack(
             run.method, inputs[src], direction, batch_size, run.device, run.precision
         )
+        if run.config.loss.brain_only:  # trained for the brain only: background outside it
+            fake = torch.where(torch.from_numpy(tensors["mask"])[:, None], fake, -1.0)
         real01 = to_data_range(tensors[dst])[:, 0].numpy()
         fake01 = to_data_range(fake)[:, 0].numpy()
         save_npy_atomic(layout.synthetic_path(run_dir, direction), fake01.astype(np.float32))
