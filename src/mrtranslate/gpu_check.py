@@ -46,6 +46,7 @@ def run_checks(device: str, size: tuple[int, int], repeats: int) -> list[tuple[s
     rows: list[tuple[str, str, str]] = []
 
     def check(name: str, fn) -> None:
+        print(f"gpu-check: {name} ...", file=sys.stderr, flush=True)  # minutes of work
         start = time.perf_counter()
         try:
             result, detail = fn()

@@ -203,9 +203,11 @@ def _cpu_choice(requested: str) -> PrecisionChoice:
     if requested == "bf16":
         warning = None
         if not native:
+            slower = f"{bf16_s / fp32_s:.0f}x slower" if bf16_s > fp32_s else "not 10% faster"
+            what = "not faster than fp32" if reported else "not native"
             warning = (
-                f"bf16 is not native on this CPU ({capability}): {timing} "
-                f"({bf16_s / fp32_s:.0f}x slower); use --precision auto or fp32"
+                f"bf16 is {what} on this CPU ({capability}): {timing} ({slower}); "
+                "use --precision auto or fp32"
             )
         return PrecisionChoice(
             "bf16", "bf16", "cpu", native, "train.precision is bf16", fp32_ms, bf16_ms, warning

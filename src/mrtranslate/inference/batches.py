@@ -44,7 +44,7 @@ def translate_stack(
     Runs in eval mode under ``inference_mode``, in the networks' memory format, in micro-batches
     of :data:`CPU_MICRO_BATCH` on the CPU and, for ``precision='bf16'``, with bf16 autocast.
     """
-    context = getattr(method, "context", 1)
+    context = method.context
     if images.shape[1] != context:
         raise ValueError(
             f"the model translates stacks of {context} slices, got {images.shape[1]} channels"

@@ -33,7 +33,13 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from mrtranslate.data.tensors import resize, to_data_range, to_model_range, with_brain_floor
+from mrtranslate.data.tensors import (
+    neighbour_indices,
+    resize,
+    to_data_range,
+    to_model_range,
+    with_brain_floor,
+)
 from mrtranslate.data.volumes import (
     axial_slice,
     canonical,
@@ -78,9 +84,8 @@ def _prepared_slices(run: LoadedRun, volume: np.ndarray, mask: np.ndarray):
 def slice_stacks(images: np.ndarray, indices: list[int], context: int) -> np.ndarray:
     """(len(indices), context, H, W): slice k with slices k - h .. k + h of ``images`` (Z, H, W),
     in slice order (h = context // 2); past the volume's ends the edge slice repeats."""
-    offsets = np.arange(-(context // 2), context // 2 + 1)
-    rows = np.clip(np.asarray(indices)[:, None] + offsets[None, :], 0, images.shape[0] - 1)
-    return images[rows]
+    one_subject = np.zeros(images.shape[0], dtype=np.int64)  # the whole volume is one slab
+    return images[neighbour_indices(one_subject, context)[np.asarray(indices)]]
 
 
 def _translate_canonical(

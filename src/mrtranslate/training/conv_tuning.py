@@ -170,24 +170,27 @@ def _results(layer: Conv2d, x: torch.Tensor, grad_out: torch.Tensor | None, auto
     return [out.detach(), *grads], grad_out
 
 
-def error_against_direct(
-    layer: Conv2d, shape: tuple[int, ...], algorithm: str, autocast: Callable
-) -> float:
-    """Largest relative error of ``algorithm`` against the direct convolution on ``layer``'s
+def errors_against_direct(
+    layer: Conv2d, shape: tuple[int, ...], algorithms: list[str], autocast: Callable
+) -> dict[str, float]:
+    """Largest relative error of each algorithm against the direct convolution on ``layer``'s
     real input shape: forward output and both gradients (input and weights), each relative to
-    the largest magnitude of direct's. Leaves ``layer`` computing ``algorithm``."""
+    the largest magnitude of direct's (computed once). Leaves ``layer``'s algorithm changed."""
     device = layer.weight.device
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
     layer.set_algorithm("direct")
     want, grad_out = _results(layer, x, None, autocast)
-    layer.set_algorithm(algorithm)
-    got, _ = _results(layer, x, grad_out, autocast)
-    error = 0.0
-    for a, b in zip(got, want, strict=True):
-        scale = float(b.abs().max()) or 1.0
-        difference = float((a.float() - b.float()).abs().max())
-        error = max(error, difference / scale if difference == difference else float("inf"))
-    return error
+    scales = [float(b.abs().max()) or 1.0 for b in want]
+    errors = {}
+    for algorithm in algorithms:
+        layer.set_algorithm(algorithm)
+        got, _ = _results(layer, x, grad_out, autocast)
+        error = 0.0
+        for a, b, scale in zip(got, want, scales, strict=True):
+            difference = float((a.float() - b.float()).abs().max())
+            error = max(error, difference / scale if difference == difference else float("inf"))
+        errors[algorithm] = error
+    return errors
 
 
 def time_whole_steps(
@@ -255,11 +258,8 @@ def tune_convolutions(
         for shape in shapes.get(name, []):
             key = _signature(layer, shape)
             if key not in cache:
-                errors = {
-                    a: error_against_direct(layer, shape, a, autocast)
-                    for a in candidates
-                    if a != "direct"
-                }
+                others = [a for a in candidates if a != "direct"]
+                errors = errors_against_direct(layer, shape, others, autocast)
                 # an algorithm that disagrees with direct is never chosen, however fast
                 cache[key] = {
                     algorithm: time_layer(layer, shape, algorithm, autocast, repeats)
