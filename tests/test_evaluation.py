@@ -185,3 +185,41 @@ def test_an_empty_mask_gives_missing_masked_measures_not_a_crash():
     stat = describe(np.array([r["mae_mask"] for r in rows]))
     assert stat["n"] == 2 and stat["n_missing"] == 1
     assert stat["median"] == pytest.approx(np.median([rows[0]["mae_mask"], rows[2]["mae_mask"]]))
+
+
+def test_a_measure_added_in_one_place_reaches_every_output(small_phantom, tmp_path, monkeypatch):
+    """One line in ``metrics.MEASURE_TABLE`` is all a new measure needs: evaluation computes
+    it, and the CSVs, Markdown and HTML tables, the statistics and Figure 1 show it."""
+    from mrtranslate.evaluation import metrics
+    from mrtranslate.reporting import figures
+
+    largest = metrics.Measure(
+        "maxerr",
+        "largest error",
+        "SD",
+        False,
+        lambda zr, zs, r, m: float(np.abs(zs - zr)[m if m is not None else ...].max()),
+    )
+    monkeypatch.setattr(metrics, "MEASURE_TABLE", (*metrics.MEASURE_TABLE, largest))
+    titles = []
+    original = figures.figure_bars
+
+    def spy(summaries, variant=""):
+        fig = original(summaries, variant)
+        titles.extend(ax.get_title() for ax in fig.axes)
+        return fig
+
+    monkeypatch.setattr(figures, "figure_bars", spy)
+    (run,) = trained_and_evaluated(("simple",), small_phantom, tmp_path)
+    with open(run / "eval" / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:  # computed on the same z-scored images: the largest error >= the mean
+        assert float(row["maxerr"]) >= float(row["mae"]) > 0
+        assert float(row["maxerr_mask"]) >= float(row["mae_mask"]) > 0
+    out = tmp_path / "report"
+    assert main(["report", "--runs", str(run), "--out", str(out)]) == 0
+    assert "largest error (SD)" in (out / "summary.md").read_text()
+    assert "largest error (SD) mean" in (out / "report.html").read_text()
+    assert "maxerr_mean" in (out / "summary.csv").read_text().splitlines()[0]
+    assert "largest error (SD), lower is better" in titles
+    assert len(titles) == 2 * 5  # Figure 1 whole image and inside the mask, 5 panels each

@@ -521,3 +521,47 @@ def test_working_resolution_warning():
     assert "60x60" in warning and "4.0x coarser" in warning and "--budget" in warning
     assert "\n" not in warning
     assert run((304, 256), (100, 84)).resolution_warning()
+
+
+def test_import_brain_slices(tmp_path, capsys):
+    """``--slices brain`` keeps the contiguous run of slices across the brain: empty slices and
+    a sliver under 2% of the largest slice's brain area are left out at both ends, a slice
+    inside the run is kept even when small (neighbours stay consecutive)."""
+    from mrtranslate.data.volumes import brain_slice_range
+
+    root = tmp_path / "bids"
+    for i in range(3):
+        vols, affine = phantom_volumes(i, slices=8)
+        for key in vols:
+            vols[key][:, :, [0, 7]] = 0  # empty first and last slices
+            vols[key][:, :, 6] *= 0  # a sliver: one brain voxel
+            vols[key][30, 30, 6] = 1000.0
+            vols[key][:, :, 3] *= 0  # another sliver, inside the run
+            vols[key][30, 30, 3] = 1000.0
+        anat = root / f"sub-{i:02d}" / "anat"
+        save(anat / f"sub-{i:02d}_T1w.nii.gz", vols["t1w"], affine)
+        save(anat / f"sub-{i:02d}_T2w.nii.gz", vols["t2w"], affine)
+    out = tmp_path / "data"
+    args = ["data", "import", "--format", "bids", "--root", str(root), "--out", str(out)]
+    assert main([*args, "--slices", "brain", "--test-fraction", "0.34", "--quiet"]) == 0
+    capsys.readouterr()
+    ds = open_dataset(out)
+    assert ds.meta["import"]["slices"] == "brain"
+    assert ds.meta["splits"]["train"]["images"] == 2 * 5  # slices 1..5 of each volume
+    assert ds.meta["intensity_scale"] == "volume"
+    vols, _ = phantom_volumes(0, slices=8)
+    mask = vols["mask"] > 0
+    mask[:, :, [0, 7]] = False
+    mask[:, :, 6] = False
+    mask[30, 30, 6] = True
+    mask[:, :, 3] = False
+    mask[30, 30, 3] = True
+    assert brain_slice_range(mask, axis=2) == [1, 2, 3, 4, 5]
+
+
+def test_brain_slice_range_refuses_an_empty_mask():
+    from mrtranslate.data.volumes import brain_slice_range
+    from mrtranslate.errors import UsageError
+
+    with pytest.raises(UsageError, match="empty"):
+        brain_slice_range(np.zeros((4, 4, 4), bool), axis=2)

@@ -120,3 +120,46 @@ def test_unit_profiles_decode_a_constant_latent(profile, grid):
     with torch.no_grad():
         interior = upsampling(latent)[0, 0, 8:-8, 8:-8]
     assert bool(interior.std() > 1e-4) is grid
+
+
+@pytest.mark.parametrize("upsample, grid", [("resize", False), ("transpose", True)])
+def test_resnet_generator_upsampling_grid(upsample, grid):
+    """The ResNet generator's up-sampling half (everything after the residual blocks) turns a
+    constant feature map into a constant interior with resize up-sampling; the paper's two
+    3x3 stride-2 transposed convolutions print a period-4 grid (the checkerboard seen on real
+    scans). Same parameter count either way."""
+    from mrtranslate.nets import ResnetGenerator, count_parameters
+
+    torch.manual_seed(1)
+    generator = ResnetGenerator(width=8, blocks=1, upsample=upsample).eval()
+    layers = list(generator.net)
+    first_up = max(i for i, m in enumerate(layers) if type(m).__name__ == "ResidualBlock") + 1
+    decoder = torch.nn.Sequential(*layers[first_up:])
+    features = torch.randn(1, 32, 1, 1).expand(1, 32, 12, 12).contiguous()
+    with torch.no_grad():
+        interior = decoder(features)[0, 0, 12:-12, 12:-12]
+    assert bool(interior.std() > 1e-4) is grid
+    sizes = {
+        u: count_parameters(ResnetGenerator(width=8, blocks=1, upsample=u))
+        for u in ("transpose", "resize")
+    }
+    assert sizes["transpose"] == sizes["resize"]
+
+
+@pytest.mark.parametrize("model", ["cyclegan", "cyclegan_s", "generators_s"])
+def test_generator_upsampling_reaches_the_networks(model):
+    """``net.gen_upsample`` builds the generators it names; the paper profile keeps the paper's
+    transposed convolutions."""
+    from mrtranslate.config import apply_overrides
+    from mrtranslate.methods import build_method, make_config
+    from mrtranslate.nets.conv import Conv2d
+
+    assert make_config(model, "paper").net.gen_upsample == "transpose"
+    for upsample, layer in (("transpose", torch.nn.ConvTranspose2d), ("resize", Conv2d)):
+        cfg = apply_overrides(make_config(model, "tiny"), [f"net.gen_upsample={upsample}"])
+        method = build_method(model, cfg.net, cfg.loss, (32, 32))
+        for generator in (method.g_t1_to_t2, method.g_t2_to_t1):
+            ups = [m for m in generator.modules() if isinstance(m, torch.nn.Upsample)]
+            transposed = [m for m in generator.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+            assert (len(ups), len(transposed)) == ((0, 2) if upsample == "transpose" else (2, 0))
+            assert any(isinstance(m, layer) for m in generator.modules())

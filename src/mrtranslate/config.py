@@ -18,7 +18,7 @@ PROFILES = ("paper", "quick", "tiny")
 CONV_ALGORITHM_CHOICES = ("auto", "direct")
 FAST_PATH_CHOICES = ("auto", "on", "off")
 PRECISIONS = ("auto", "fp32", "bf16")
-UNIT_UPSAMPLE_CHOICES = ("transpose", "resize")
+UPSAMPLE_CHOICES = ("transpose", "resize")
 MAX_CONTEXT = 9  # slices of 2.5D context at most
 
 
@@ -28,6 +28,8 @@ class NetConfig:
 
     gen_width: int = 32  # CycleGAN / Generators_s generator: filters of the first layer
     gen_blocks: int = 9  # residual blocks of that generator
+    # generator up-sampling: "transpose" (the paper) or "resize" (no checkerboard; quick profile)
+    gen_upsample: str = "transpose"
     disc_width: int = 64  # PatchGAN filters of the first layer
     unit_width: int = 64  # UNIT encoder filters of the first layer (latent: 4x this)
     unit_blocks: int = 3  # UNIT residual blocks per encoder and per decoder
@@ -166,11 +168,12 @@ class RunConfig:
             raise ValueError(f"net.brain_floor must be in [0, 0.5), got {self.net.brain_floor}")
         if not self.net.unit_dropout < 1:
             raise ValueError("net.unit_dropout must be below 1")
-        if self.net.unit_upsample not in UNIT_UPSAMPLE_CHOICES:
-            raise ValueError(
-                f"net.unit_upsample must be one of {', '.join(UNIT_UPSAMPLE_CHOICES)}, got "
-                f"{self.net.unit_upsample!r}"
-            )
+        for key in ("gen_upsample", "unit_upsample"):
+            if getattr(self.net, key) not in UPSAMPLE_CHOICES:
+                raise ValueError(
+                    f"net.{key} must be one of {', '.join(UPSAMPLE_CHOICES)}, got "
+                    f"{getattr(self.net, key)!r}"
+                )
         self.train.validate()
 
     def to_dict(self) -> dict[str, Any]:

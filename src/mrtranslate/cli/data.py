@@ -75,7 +75,9 @@ def _add_import(dsub: argparse._SubParsersAction) -> None:
     imp.add_argument("--out", required=True, help="output data-set folder")
     imp.add_argument(
         "--slices",
-        help="slice index (120) or range A:B, end exclusive "
+        help="slice index (120), range A:B (end exclusive), or 'brain': every slice across "
+        "the brain (from the first to the last whose brain area is at least 2%% of the "
+        "largest; recommended for volume work: evaluate-volumes judges whole volumes) "
         "(default: 120 for hcp, the middle slice otherwise)",
     )
     imp.add_argument("--axis", type=int, default=2, help="slicing axis in RAS+ (2 = axial)")

@@ -267,7 +267,9 @@ def _volume_slices(
         mask = default_brain_mask(t1, t2, axis=options.axis)
     if not 0 <= options.axis <= 2:
         raise UsageError(f"--axis must be 0, 1 or 2, got {options.axis}")
-    indices = parse_slices(options.slices, t1.shape[options.axis], default_slice)
+    indices = parse_slices(
+        options.slices, t1.shape[options.axis], default_slice, mask=mask, axis=options.axis
+    )
     out: dict = {"t1w": [], "t2w": [], "mask": []}
     for k in indices:
         out["t1w"].append(axial_slice(t1, k, options.axis))

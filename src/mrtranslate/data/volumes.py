@@ -218,8 +218,30 @@ def volume_divisor(volume: np.ndarray, mask: np.ndarray) -> float:
     return robust_scale(np.clip(volume, 0.0, None), mask)
 
 
-def parse_slices(text: str | None, depth: int, default: int | None) -> list[int]:
-    """'120', '100:140' (end exclusive) or None (the default, or the middle slice)."""
+BRAIN_SLICES = "brain"  # --slices brain: every slice across the brain
+BRAIN_SLICE_FRACTION = 0.02  # ... from the first to the last with this share of the largest area
+
+
+def brain_slice_range(mask: np.ndarray, axis: int) -> list[int]:
+    """The contiguous slice indices along ``axis`` from the first to the last slice whose brain
+    area is at least :data:`BRAIN_SLICE_FRACTION` of the largest slice's (so slivers at the top
+    and bottom of the brain are left out, and neighbours stay consecutive)."""
+    areas = mask.sum(axis=tuple(a for a in range(mask.ndim) if a != axis))
+    if areas.max() == 0:
+        raise UsageError("--slices brain: the brain mask is empty")
+    kept = np.flatnonzero(areas >= BRAIN_SLICE_FRACTION * areas.max())
+    return list(range(int(kept[0]), int(kept[-1]) + 1))
+
+
+def parse_slices(
+    text: str | None, depth: int, default: int | None, mask: np.ndarray | None = None, axis=2
+) -> list[int]:
+    """'120', '100:140' (end exclusive), 'brain' (:func:`brain_slice_range` of ``mask``) or
+    None (the default, or the middle slice)."""
+    if text == BRAIN_SLICES:
+        if mask is None:
+            raise UsageError("--slices brain needs volumes with a brain mask")
+        return brain_slice_range(mask, axis)
     if text is None:
         indices = [default if default is not None else depth // 2]
     else:
@@ -230,7 +252,9 @@ def parse_slices(text: str | None, depth: int, default: int | None) -> list[int]
             else:
                 indices = [int(text)]
         except ValueError:
-            raise UsageError(f"--slices must look like 120 or 100:140, got {text!r}") from None
+            raise UsageError(
+                f"--slices must look like 120, 100:140 or brain, got {text!r}"
+            ) from None
     if not indices:
         raise UsageError(f"--slices {text!r} selects no slice")
     bad = [i for i in indices if not 0 <= i < depth]

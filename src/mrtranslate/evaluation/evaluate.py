@@ -26,7 +26,7 @@ from mrtranslate.data.dataset import Dataset, open_dataset
 from mrtranslate.data.tensors import load_images, load_masks, to_data_range
 from mrtranslate.directions import DIRECTIONS
 from mrtranslate.errors import UsageError
-from mrtranslate.evaluation.metrics import MEASURES, image_measures
+from mrtranslate.evaluation.metrics import image_measures, measure_keys
 from mrtranslate.evaluation.references import (
     REFERENCES,
     reference_quantiles,
@@ -43,7 +43,10 @@ from mrtranslate.inference.batches import time_synthesis, translate_stack
 from mrtranslate.progress import progress_bar
 from mrtranslate.runs import EvalSummary, LoadedRun, layout, load_run
 
-COLUMNS = [f"{m}{suffix}" for suffix in ("", "_mask") for m in MEASURES]
+
+def columns() -> list[str]:
+    """Every measure, whole image then inside the mask (``mae``, ..., ``mae_mask``, ...)."""
+    return [f"{m}{suffix}" for suffix in ("", "_mask") for m in measure_keys()]
 
 
 def measure_stack(
@@ -73,7 +76,7 @@ def measure_stack(
 
 def summarise(rows_by_direction: dict[str, list[dict]]) -> dict:
     return {
-        direction: {col: describe(np.array([r[col] for r in rows])) for col in COLUMNS}
+        direction: {col: describe(np.array([r[col] for r in rows])) for col in columns()}
         for direction, rows in rows_by_direction.items()
     }
 
@@ -122,7 +125,7 @@ def evaluate_references(
 ) -> tuple[dict, list[dict]]:
     """Measures of the training-free reference points on the test split (cached per process)."""
     meta = dataset.root / "dataset.json"
-    key = (str(dataset.root.resolve()), meta.stat().st_mtime_ns, tuple(shape))
+    key = (str(dataset.root.resolve()), meta.stat().st_mtime_ns, tuple(shape), measure_keys())
     if key not in _REFERENCE_CACHE:
         _REFERENCE_CACHE[key] = _measure_references(dataset, shape, tensors, progress)
     return _REFERENCE_CACHE[key]
@@ -257,10 +260,10 @@ def _summary(run: LoadedRun, data_dir: Path, tensors, rows_by_direction, timing,
 
 def _write_evaluation(run_dir, summary: EvalSummary, rows: list[dict], ref_rows: list[dict]):
     write_text_atomic(
-        layout.metrics_path(run_dir), _csv_text(rows, ["direction", "index", "subject", *COLUMNS])
+        layout.metrics_path(run_dir), _csv_text(rows, ["direction", "index", "subject", *columns()])
     )
     write_text_atomic(
         layout.references_path(run_dir),
-        _csv_text(ref_rows, ["reference", "direction", "subject", *COLUMNS]),
+        _csv_text(ref_rows, ["reference", "direction", "subject", *columns()]),
     )
     write_json_atomic(layout.summary_path(run_dir), summary.to_dict())

@@ -24,6 +24,9 @@ restricts a measure to the brain. Definitions:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
@@ -32,7 +35,6 @@ SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 RELATIVE_ERROR_GUARD = 0.1
-MEASURES = ("mae", "psnr", "mi", "ssim")
 
 
 def _check(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None) -> None:
@@ -138,16 +140,53 @@ def relative_error(
     return np.abs(synthetic_z - real_z) / np.maximum(np.abs(real_z), guard)
 
 
+@dataclass(frozen=True)
+class Measure:
+    """One image-quality measure, as every consumer sees it.
+
+    ``key`` names it in files (``metrics.csv`` columns, ``summary.json``); ``label`` and ``unit``
+    head tables and figures; ``higher_is_better`` says which way is better; ``compute`` takes
+    the z-scored real and synthetic images (H, W) float64, the peak ``R`` of the real one and
+    the optional mask, and returns a float.
+    """
+
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool
+    compute: Callable[[np.ndarray, np.ndarray, float, np.ndarray | None], float]
+
+    @property
+    def heading(self) -> str:
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+
+# The one table of image measures: evaluation computes these, in this order, and the tables,
+# figures, statistics and report show them. A new measure is one line here.
+MEASURE_TABLE: tuple[Measure, ...] = (
+    Measure("mae", "MAE", "", False, lambda zr, zs, r, m: mae(zr, zs, m)),
+    Measure("psnr", "PSNR", "dB", True, lambda zr, zs, r, m: psnr(zr, zs, data_range=r, mask=m)),
+    Measure("mi", "MI", "nats", True, lambda zr, zs, r, m: mutual_information(zr, zs, m)),
+    Measure("ssim", "SSIM", "", True, lambda zr, zs, r, m: ssim(zr, zs, data_range=r, mask=m)),
+)
+
+
+def measure_keys() -> tuple[str, ...]:
+    """The keys of :data:`MEASURE_TABLE`, in order (read at call time)."""
+    return tuple(m.key for m in MEASURE_TABLE)
+
+
+def measure_headings() -> dict[str, str]:
+    """key -> heading ("PSNR (dB)") of every measure, in order."""
+    return {m.key: m.heading for m in MEASURE_TABLE}
+
+
 def image_measures(
     real: np.ndarray, synthetic: np.ndarray, mask: np.ndarray | None = None
 ) -> dict[str, float]:
-    """All four measures after z-scoring both images (whole image, or inside ``mask``)."""
+    """Every measure of :data:`MEASURE_TABLE` after z-scoring both images (whole image, or
+    inside ``mask``)."""
     zr = zscore(real, mask)
     zs = zscore(synthetic, mask)
     peak = data_range(zr, mask)
-    return {
-        "mae": mae(zr, zs, mask),
-        "psnr": psnr(zr, zs, data_range=peak, mask=mask),
-        "mi": mutual_information(zr, zs, mask),
-        "ssim": ssim(zr, zs, data_range=peak, mask=mask),
-    }
+    return {m.key: float(m.compute(zr, zs, peak, mask)) for m in MEASURE_TABLE}

@@ -43,6 +43,7 @@ class CycleGAN(Method):
         image_shape: (H, W) of training images, for the pool's buffers.
         context: slices per image stack (channels of every network's input and output).
         brain_only: the supervised L1 inside the batch's brain mask only (``batch["mask"]``).
+        gen_upsample: generator up-sampling, "transpose" (the paper) or "resize" (no grid).
     """
 
     def __init__(
@@ -59,6 +60,7 @@ class CycleGAN(Method):
         name: str,
         context: int = 1,
         brain_only: bool = False,
+        gen_upsample: str = "transpose",
     ):
         super().__init__()
         self.name = name
@@ -68,9 +70,15 @@ class CycleGAN(Method):
         self.cycle_weight = cycle_weight
         self.identity_weight = identity_weight
         self.supervised_weight = supervised_weight
-        gen = {"in_channels": context, "out_channels": context, "width": gen_width}
-        self.g_t1_to_t2 = ResnetGenerator(**gen, blocks=gen_blocks)
-        self.g_t2_to_t1 = ResnetGenerator(**gen, blocks=gen_blocks)
+        gen = {
+            "in_channels": context,
+            "out_channels": context,
+            "width": gen_width,
+            "blocks": gen_blocks,
+            "upsample": gen_upsample,
+        }
+        self.g_t1_to_t2 = ResnetGenerator(**gen)
+        self.g_t2_to_t1 = ResnetGenerator(**gen)
         self.d_t1 = PatchDiscriminator(in_channels=context, width=disc_width)
         self.d_t2 = PatchDiscriminator(in_channels=context, width=disc_width)
         self.pool_t1 = ImagePool(pool_size, image_shape, context)
@@ -81,6 +89,7 @@ class CycleGAN(Method):
         return cls(
             gen_width=net.gen_width,
             gen_blocks=net.gen_blocks,
+            gen_upsample=net.gen_upsample,
             disc_width=net.disc_width,
             cycle_weight=loss.cycle,
             identity_weight=loss.identity,
@@ -150,6 +159,7 @@ _QUICK = {
     "net.gen_width": 16,
     "net.gen_blocks": 6,
     "net.disc_width": 32,
+    "net.gen_upsample": "resize",  # no checkerboard (nets/conv.py: upsample2x)
     "train.decay_epochs": 3,
     "train.lr": 4e-4,
 }

@@ -94,6 +94,7 @@ class GeneratorsS(SupervisedL1):
                 out_channels=net.context,
                 width=net.gen_width,
                 blocks=net.gen_blocks,
+                upsample=net.gen_upsample,
             )
 
         return cls.with_translators(make, spec, net, loss)

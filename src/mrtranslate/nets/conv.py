@@ -94,3 +94,22 @@ def conv_layers(module: nn.Module) -> dict[str, Conv2d]:
 
 
 __all__ = ["ALGORITHMS", "FP32_ONLY", "Conv2d", "conv_layers", "set_algorithms"]
+
+
+def upsample2x(in_channels: int, out_channels: int, upsample: str) -> nn.Module:
+    """x2 up-sampling with 3x3 filters: the papers' transposed convolution, or "resize"
+    (nearest-neighbour x2, then a 3x3 convolution; the same number of parameters). A 3x3
+    stride-2 transposed convolution overlaps its outputs unevenly (1 or 2 contributions per
+    pixel, Odena et al. 2016), so two of them in a row print a regular grid of period 4 pixels;
+    resizing first spreads each input evenly. Input (B, in_channels, H, W); output
+    (B, out_channels, 2H, 2W)."""
+    if upsample == "transpose":
+        return nn.ConvTranspose2d(
+            in_channels, out_channels, 3, stride=2, padding=1, output_padding=1
+        )
+    if upsample == "resize":
+        return nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            Conv2d(in_channels, out_channels, 3, padding=1),
+        )
+    raise ValueError(f"upsample must be 'transpose' or 'resize', got {upsample!r}")

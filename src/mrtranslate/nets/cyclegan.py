@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mrtranslate.nets.conv import Conv2d
+from mrtranslate.nets.conv import Conv2d, upsample2x
 
 
 def _norm(channels: int) -> nn.InstanceNorm2d:
@@ -44,13 +44,22 @@ class ResnetGenerator(nn.Module):
         out_channels: channels of the output image.
         width: filters of the first layer (the paper: 32); doubled by each of 2 down-samplings.
         blocks: residual blocks at 1/4 resolution (the paper: 9).
+        upsample: "transpose" (the paper: 3x3 stride-2 transposed convolutions) or "resize"
+            (nearest-neighbour x2 and a 3x3 convolution: no checkerboard, same parameters;
+            :func:`mrtranslate.nets.conv.upsample2x`).
 
     Input (B, in_channels, H, W) float in [-1, 1] with H, W divisible by 4; output
     (B, out_channels, H, W) in [-1, 1] (tanh).
     """
 
     def __init__(
-        self, *, in_channels: int = 1, out_channels: int = 1, width: int = 32, blocks: int = 9
+        self,
+        *,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        width: int = 32,
+        blocks: int = 9,
+        upsample: str = "transpose",
     ):
         super().__init__()
         w = width
@@ -69,9 +78,7 @@ class ResnetGenerator(nn.Module):
         layers += [ResidualBlock(w * 4) for _ in range(blocks)]
         for mult in (4, 2):
             layers += [
-                nn.ConvTranspose2d(
-                    w * mult, w * mult // 2, 3, stride=2, padding=1, output_padding=1
-                ),
+                upsample2x(w * mult, w * mult // 2, upsample),
                 _norm(w * mult // 2),
                 nn.ReLU(inplace=True),
             ]

@@ -7,7 +7,8 @@ parameters), one residual block shared by both domains on each side of the share
 (3x3 convs 64/128/256/512 with stride 2, LeakyReLU 0.01, no norm, 1x1 output: 1,550,337 parameters
 per scale). ``upsample="resize"`` (the quick profile's choice) replaces the decoder's transposed
 convolutions by nearest-neighbour up-sampling and a 3x3 convolution, which removes the grid the
-transposed convolutions print on every output (see :func:`_up`); the paper profile keeps them.
+transposed convolutions print on every output (see
+:func:`mrtranslate.nets.conv.upsample2x`); the paper profile keeps them.
 
 Corrections of the seed code's defects (Keras UNIT of Welander et al.):
 - normalisation is instance norm with affine parameters. The seed code used batch norm always in
@@ -24,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mrtranslate.nets.conv import Conv2d
+from mrtranslate.nets.conv import Conv2d, upsample2x
 
 
 class UnitResBlock(nn.Module):
@@ -101,9 +102,9 @@ class UnitDecoder(nn.Module):
         act = nn.LeakyReLU(0.01, inplace=True)
         self.net = nn.Sequential(
             *[UnitResBlock(width * 4, dropout) for _ in range(blocks)],
-            _up(width * 4, width * 2, upsample),
+            upsample2x(width * 4, width * 2, upsample),
             act,
-            _up(width * 2, width, upsample),
+            upsample2x(width * 2, width, upsample),
             act,
             nn.ConvTranspose2d(width, out_channels, 1),
             nn.Tanh(),
@@ -111,24 +112,6 @@ class UnitDecoder(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.net(h)
-
-
-def _up(in_channels: int, out_channels: int, upsample: str) -> nn.Module:
-    """x2 up-sampling with 3x3 filters: the paper's transposed convolution, or "resize"
-    (nearest-neighbour x2, then a 3x3 convolution; the same number of parameters). A 3x3
-    stride-2 transposed convolution overlaps its outputs unevenly (1 or 2 contributions per
-    pixel, Odena et al. 2016), and two of them followed only by a 1x1 layer print a regular
-    grid of period 4 pixels on every output; resizing first spreads each input evenly."""
-    if upsample == "transpose":
-        return nn.ConvTranspose2d(
-            in_channels, out_channels, 3, stride=2, padding=1, output_padding=1
-        )
-    if upsample == "resize":
-        return nn.Sequential(
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            Conv2d(in_channels, out_channels, 3, padding=1),
-        )
-    raise ValueError(f"upsample must be 'transpose' or 'resize', got {upsample!r}")
 
 
 class UnitScaleDiscriminator(nn.Sequential):

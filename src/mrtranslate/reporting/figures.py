@@ -18,8 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mrtranslate.directions import DIRECTIONS, Direction  # noqa: E402
+from mrtranslate.evaluation import metrics  # noqa: E402
 from mrtranslate.evaluation.metrics import relative_error, zscore  # noqa: E402
-from mrtranslate.reporting.tables import LABELS  # noqa: E402
 from mrtranslate.runs import EvalSummary  # noqa: E402
 
 DIRECTION_LABELS = {
@@ -30,15 +30,16 @@ COLORS = {Direction.T1_TO_T2: "#1f77b4", Direction.T2_TO_T1: "#ff7f0e"}
 REFERENCE_STYLES = {"copy": ("--", "copy input"), "histmatch": (":", "histogram matching")}
 
 
-def figure_bars(
-    summaries: list[EvalSummary], measures=("mae", "psnr", "mi", "ssim"), variant: str = ""
-) -> plt.Figure:
-    """Bars of the mean per model and direction, error bars = 95% confidence interval."""
+def figure_bars(summaries: list[EvalSummary], variant: str = "") -> plt.Figure:
+    """Bars of the mean per model and direction, error bars = 95% confidence interval, one panel
+    per measure of :data:`mrtranslate.evaluation.metrics.MEASURE_TABLE`."""
+    measures = metrics.MEASURE_TABLE
     names = [s.display_name for s in summaries]
     fig, axes = plt.subplots(1, len(measures), figsize=(3.6 * len(measures), 3.6))
     x = np.arange(len(names))
     width = 0.38
-    for ax, key in zip(np.atleast_1d(axes), measures):
+    for ax, measure in zip(np.atleast_1d(axes), measures):
+        key = measure.key
         for k, direction in enumerate(DIRECTIONS):
             stats = [s.measures[direction][key + variant] for s in summaries]
             means = np.array([_num(st["mean"]) for st in stats])
@@ -55,7 +56,8 @@ def figure_bars(
             )
         _reference_lines(ax, summaries[0].references if summaries else {}, key + variant)
         ax.set_xticks(x, names, rotation=30, ha="right")
-        ax.set_title(LABELS[key])
+        better = "higher" if measure.higher_is_better else "lower"
+        ax.set_title(f"{measure.heading}, {better} is better", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     np.atleast_1d(axes)[0].legend(fontsize=7, loc="best")
     fig.tight_layout()

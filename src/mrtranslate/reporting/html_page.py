@@ -10,7 +10,6 @@ from pathlib import Path
 from mrtranslate import __version__
 from mrtranslate.directions import Direction
 from mrtranslate.evaluation import metrics
-from mrtranslate.reporting.tables import LABELS
 from mrtranslate.runs import EvalSummary, layout
 
 STYLE = """
@@ -44,11 +43,12 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def _summary_table(rows: list[dict]) -> str:
-    headers = ["model", "direction"] + [f"{v} mean [95% CI]" for v in LABELS.values()] + ["n"]
+    headings = metrics.measure_headings()
+    headers = ["model", "direction"] + [f"{v} mean [95% CI]" for v in headings.values()] + ["n"]
     body = []
     for r in rows:
         cells = [escape(r["model"]), escape(r["direction"])]
-        for key in LABELS:
+        for key in headings:
             cells.append(
                 f"{_num(r[key + '_mean'])} [{_num(r[key + '_ci95_low'])}, "
                 f"{_num(r[key + '_ci95_high'])}]"

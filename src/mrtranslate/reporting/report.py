@@ -14,7 +14,7 @@ from mrtranslate.data.dataset import open_dataset
 from mrtranslate.data.tensors import load_images, to_data_range
 from mrtranslate.directions import DIRECTIONS
 from mrtranslate.errors import UsageError
-from mrtranslate.evaluation.metrics import MEASURES
+from mrtranslate.evaluation.metrics import measure_keys
 from mrtranslate.evaluation.volumes import volume_markdown
 from mrtranslate.fileio import atomic_write, write_json_atomic, write_text_atomic
 from mrtranslate.reporting import figures
@@ -40,7 +40,7 @@ def _statistics(summaries: list[EvalSummary], rows: list[list[dict]]) -> list[di
     out = []
     for direction in DIRECTIONS:
         for variant in ("", "_mask"):
-            for measure in MEASURES:
+            for measure in measure_keys():
                 key = measure + variant
                 values = {
                     s.display_name: np.array(

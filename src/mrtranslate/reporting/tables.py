@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
+from mrtranslate.evaluation.metrics import measure_headings
 from mrtranslate.runs import EvalSummary
 
-LABELS = {"mae": "MAE", "psnr": "PSNR (dB)", "mi": "MI (nats)", "ssim": "SSIM"}
 REFERENCE_NAMES = {"copy": "copy input (reference)", "histmatch": "histogram matching (reference)"}
 
 
@@ -30,7 +30,7 @@ def summary_rows(
     for name, measures in entries:
         for direction, stats in measures.items():
             row = {"model": name, "direction": direction}
-            for key in LABELS:
+            for key in measure_headings():
                 stat = stats[key + variant]
                 row |= {
                     f"{key}_mean": stat["mean"],
@@ -45,17 +45,18 @@ def summary_rows(
 
 
 def summary_markdown(summaries: list[EvalSummary], variant: str = "") -> str:
-    """Markdown table: model x direction with mean ± std of MAE, PSNR, MI, SSIM."""
+    """Markdown table: model x direction with mean ± std of every measure."""
+    headings = measure_headings()
     lines = [
-        "| model | direction | " + " | ".join(LABELS.values()) + " | n |",
-        "|---|---|" + "---|" * (len(LABELS) + 1),
+        "| model | direction | " + " | ".join(headings.values()) + " | n |",
+        "|---|---|" + "---|" * (len(headings) + 1),
     ]
     entries = [(s.display_name, s.measures) for s in summaries]
     if summaries:
         entries += [(REFERENCE_NAMES[k], v) for k, v in summaries[0].references.items()]
     for name, measures in entries:
         for direction, stats in measures.items():
-            cells = [_fmt(stats[key + variant]) for key in LABELS]
+            cells = [_fmt(stats[key + variant]) for key in headings]
             lines.append(
                 f"| {name} | {direction} | "
                 + " | ".join(cells)
