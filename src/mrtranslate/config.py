@@ -22,6 +22,13 @@ UPSAMPLE_CHOICES = ("transpose", "resize")
 MAX_CONTEXT = 9  # slices of 2.5D context at most
 
 
+def check_profile(profile: str) -> str:
+    """``profile`` if it is one of :data:`PROFILES`, else a ``ValueError`` naming them."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    return profile
+
+
 @dataclass
 class NetConfig:
     """Network widths and depths (paper values by default)."""

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mrtranslate.config import PROFILES
-from mrtranslate.data.dataset import open_dataset
+from mrtranslate.config import check_profile
+from mrtranslate.data.dataset import meta_path, open_dataset
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import write_json_atomic
 from mrtranslate.methods import display_name, names
@@ -40,7 +40,7 @@ def _prepare_data(data: str | Path | None, out: Path, seed: int, progress: bool)
         open_dataset(data)  # validates
         return Path(data)
     data_dir = out / "data"
-    if (data_dir / "dataset.json").is_file():
+    if meta_path(data_dir).is_file():
         _say(f"reusing the phantom cohort in {data_dir}")
         return data_dir
     from mrtranslate.data.build import build_phantom
@@ -231,8 +231,11 @@ class StudyOptions:
             raise UsageError(
                 f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(known)}"
             )
-        if self.profile is not None and self.profile not in PROFILES:
-            raise UsageError(f"unknown profile {self.profile!r}; choose from {', '.join(PROFILES)}")
+        if self.profile is not None:
+            try:
+                check_profile(self.profile)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
         if self.profile is not None and (self.budget_minutes, self.plan_file) != (None, None):
             raise UsageError(
                 "--profile trains a fixed number of steps; it cannot be combined with "

@@ -8,7 +8,13 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from mrtranslate import __version__
-from mrtranslate.data.dataset import FORMAT, FORMAT_VERSION, SplitWriter, split_subjects
+from mrtranslate.data.dataset import (
+    FORMAT,
+    FORMAT_VERSION,
+    SplitWriter,
+    meta_path,
+    split_subjects,
+)
 from mrtranslate.data.phantom import PhantomSpec, load_template, make_subject
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import atomic_directory, check_writable_parent, write_json_atomic
@@ -82,7 +88,7 @@ def build_phantom(
             if pool:
                 pool.shutdown(cancel_futures=True)
             bar.close()
-        write_json_atomic(tmp / "dataset.json", _dataset_meta(spec, splits))
+        write_json_atomic(meta_path(tmp), _dataset_meta(spec, splits))
     return out
 
 

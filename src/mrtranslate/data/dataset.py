@@ -28,6 +28,14 @@ from mrtranslate.errors import UsageError
 FORMAT = "mrtranslate-dataset"
 FORMAT_VERSION = 1
 SPLITS = ("train", "test")
+META_FILE = "dataset.json"  # the only place that spells the data-set description's name
+
+
+def meta_path(root: str | Path) -> Path:
+    """The data-set description of the data-set folder ``root``."""
+    return Path(root) / META_FILE
+
+
 CONTRASTS = ("t1w", "t2w")
 ARRAYS = ("t1w", "t2w", "mask", "subjects", "scale_t1w", "scale_t2w")
 
@@ -129,7 +137,7 @@ class Dataset:
         try:
             return [VolumeSource.from_dict(d) for d in self.meta["volumes"].get(split, [])]
         except (KeyError, TypeError, AttributeError) as exc:
-            raise UsageError(f"{self.root}/dataset.json: damaged 'volumes' entry ({exc})") from None
+            raise UsageError(f"{meta_path(self.root)}: damaged 'volumes' entry ({exc})") from None
 
     def info(self) -> dict:
         """The summary printed by ``mrtranslate data info``."""
@@ -157,18 +165,18 @@ def open_dataset(path: str | Path) -> Dataset:
     root = Path(path)
     if not root.is_dir():
         raise UsageError(f"data folder not found: {root}")
-    meta_path = root / "dataset.json"
-    if not meta_path.is_file():
+    description = meta_path(root)
+    if not description.is_file():
         raise UsageError(
-            f"{root} is not an mrtranslate data set (no dataset.json); "
+            f"{root} is not an mrtranslate data set (no {META_FILE}); "
             "build one with 'mrtranslate data phantom --out DIR'"
         )
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json.loads(description.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"cannot read {meta_path}: {exc}") from exc
+        raise UsageError(f"cannot read {description}: {exc}") from exc
     if meta.get("format") != FORMAT:
-        raise UsageError(f"{meta_path} is not an mrtranslate data-set description")
+        raise UsageError(f"{description} is not an mrtranslate data-set description")
     if meta.get("version", 0) > FORMAT_VERSION:
         raise UsageError(
             f"{root} was written by a newer mrtranslate (format version "

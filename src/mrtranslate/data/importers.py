@@ -32,6 +32,7 @@ from mrtranslate.data.dataset import (
     FORMAT_VERSION,
     SplitWriter,
     VolumeSource,
+    meta_path,
     split_subjects,
 )
 from mrtranslate.data.volumes import (
@@ -452,7 +453,7 @@ def _write_meta(
 ) -> None:
     """Write ``dataset.json``; ``extra`` adds keys (the volume sources, the citation)."""
     write_json_atomic(
-        folder / "dataset.json",
+        meta_path(folder),
         {
             "format": FORMAT,
             "version": FORMAT_VERSION,

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mrtranslate.data.dataset import Dataset, open_dataset
+from mrtranslate.data.dataset import Dataset, meta_path, open_dataset
 from mrtranslate.data.tensors import load_images, load_masks, to_data_range
 from mrtranslate.directions import DIRECTIONS
 from mrtranslate.errors import UsageError
@@ -124,7 +124,7 @@ def evaluate_references(
     dataset: Dataset, shape: tuple[int, int], tensors: dict, progress: bool = True
 ) -> tuple[dict, list[dict]]:
     """Measures of the training-free reference points on the test split (cached per process)."""
-    meta = dataset.root / "dataset.json"
+    meta = meta_path(dataset.root)
     key = (str(dataset.root.resolve()), meta.stat().st_mtime_ns, tuple(shape), measure_keys())
     if key not in _REFERENCE_CACHE:
         _REFERENCE_CACHE[key] = _measure_references(dataset, shape, tensors, progress)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mrtranslate.config import PROFILES, RunConfig, apply_values
+from mrtranslate.config import RunConfig, apply_values, check_profile
 
 # The quick profile's shared settings (the CPU profile behind ``mrtranslate study``).
 QUICK_COMMON: dict[str, Any] = {
@@ -70,8 +70,7 @@ class ModelSpec:
 
     def overrides(self, profile: str) -> dict[str, Any]:
         """The ``section.key`` values of ``profile`` for this model, in the order applied."""
-        if profile not in PROFILES:
-            raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+        check_profile(profile)
         extra = {"paper": self.paper, "quick": {**QUICK_COMMON, **self.quick}, "tiny": TINY}
         return {**self.defaults, **extra[profile]}
 
@@ -124,8 +123,7 @@ def make_config(model: str, profile: str = "quick") -> RunConfig:
     Raises:
         ValueError: an unknown model or profile.
     """
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    check_profile(profile)
     try:
         spec = get(model)
     except KeyError as exc:
