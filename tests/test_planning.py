@@ -289,8 +289,9 @@ def test_the_planned_size_is_always_measured_with_the_algorithms_it_fixes(monkey
     """Calibration measures the base crop first; with a generous budget the plan picks a larger
     crop, which must then be measured (however long calibration took), and every model's plan
     must replay the algorithms measured at that size."""
-    from mrtranslate import bench
-    from mrtranslate.planning import BASE_CROP, StudyShape, calibrate_and_plan
+    from mrtranslate import calibration
+    from mrtranslate.calibration import calibrate_and_plan
+    from mrtranslate.planning import BASE_CROP, StudyShape
 
     measured = []
 
@@ -299,8 +300,8 @@ def test_the_planned_size_is_always_measured_with_the_algorithms_it_fixes(monkey
         seconds = 2e-6 * shape[0] * shape[1] * (3 if model == "cyclegan" else 1)
         return seconds, {"g_t1_to_t2.model.1": f"winograd@{shape[0]}x{shape[1]}"}
 
-    monkeypatch.setattr(bench, "quick_step_seconds", fake_step)
-    monkeypatch.setattr(bench, "metrics_seconds", lambda shape, count, seed=0: 1e-3)
+    monkeypatch.setattr(calibration, "quick_step_seconds", fake_step)
+    monkeypatch.setattr(calibration, "metrics_seconds", lambda shape, count, seed=0: 1e-3)
     study = StudyShape(
         models=["cyclegan", "simple"],
         data_shape=REAL,

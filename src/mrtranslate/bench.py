@@ -19,17 +19,13 @@ from __future__ import annotations
 
 import platform
 import statistics
-import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from mrtranslate.calibration import metrics_seconds, random_data_trainer
 from mrtranslate.config import apply_overrides
 from mrtranslate.directions import Direction
 from mrtranslate.hardware import (
@@ -40,9 +36,8 @@ from mrtranslate.hardware import (
     timed_calls,
 )
 from mrtranslate.inference.batches import translate_stack
-from mrtranslate.methods import build_method, display_name, make_config
+from mrtranslate.methods import display_name, make_config
 from mrtranslate.nets.conv import conv_layers
-from mrtranslate.training.trainer import Trainer, TrainingData
 
 
 def count_flops(fn: Callable[[], object], module: torch.nn.Module | None = None) -> int:
@@ -91,46 +86,6 @@ def measure_ceilings(
     return out
 
 
-@contextmanager
-def _trainer(
-    model: str, cfg, size: tuple[int, int], batch: int, device: torch.device, precision: str
-) -> Iterator[Trainer]:
-    """A trainer of ``model`` (config ``cfg``) on random images, in a temporary run folder."""
-    torch.manual_seed(0)
-    method = build_method(model, cfg.net, cfg.loss, size).to(device)
-    channels = cfg.net.context  # 2.5D: stacks of neighbouring slices
-    data = TrainingData(
-        t1w=torch.rand(max(batch, 4), channels, *size) * 2 - 1,
-        t2w=torch.rand(max(batch, 4), channels, *size) * 2 - 1,
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        yield Trainer(
-            method, cfg.train, data, Path(tmp), device, progress=False, precision=precision
-        )
-
-
-def quick_step_seconds(
-    model: str,
-    size: tuple[int, int],
-    batch: int,
-    device: torch.device,
-    precision: str,
-    repeats: int = 3,
-) -> tuple[float, dict[str, str]]:
-    """Median seconds of a training step of ``model`` at the quick profile's networks, on random
-    images of ``size`` (after two warm-up steps), with each convolution's algorithm measured
-    fastest here: the study planner's calibration. Returns (seconds, algorithm per layer)."""
-    cfg = make_config(model, "quick")
-    apply_overrides(cfg, [f"train.batch_size={batch}", "train.steps_per_epoch=1000"])
-    with _trainer(model, cfg, size, batch, device, precision) as trainer:
-        choice = trainer.prepare_convolutions()
-        step = iter(range(10**6))
-        seconds = statistics.median(
-            timed_calls(lambda: trainer.train_step(next(step)), repeats, warmup=2, device=device)
-        )
-        return seconds, choice.algorithms
-
-
 def bench_model(
     model: str,
     precision: str,
@@ -160,7 +115,7 @@ def bench_model(
             "net.unit_dropout=0",
         ],
     )
-    with _trainer(model, cfg, size, batch, device, precision) as trainer:
+    with random_data_trainer(model, cfg, size, batch, device, precision) as trainer:
         choice = trainer.prepare_convolutions()
         step = iter(range(10**6))
         train_times = timed_calls(lambda: trainer.train_step(next(step)), repeats, device=device)
@@ -216,20 +171,6 @@ def _inference_speed(method, precision: str, size, repeats: int, device: torch.d
             result["infer_gflop_per_image"] / per_image
         )
     return result
-
-
-def metrics_seconds(shape: tuple[int, int], count: int, seed: int = 0) -> float:
-    """Seconds to compute all measures (whole image and inside the mask) for ``count`` pairs."""
-    from mrtranslate.evaluation.evaluate import measure_stack
-
-    rng = np.random.default_rng(seed)
-    real = rng.random((count, *shape), dtype=np.float32)
-    synthetic = np.clip(real + 0.1 * rng.standard_normal(real.shape, dtype=np.float32), 0, 1)
-    masks = np.zeros(real.shape, dtype=bool)
-    masks[:, shape[0] // 8 : -shape[0] // 8, shape[1] // 8 : -shape[1] // 8] = True
-    start = time.perf_counter()
-    measure_stack(real, synthetic, masks, progress=False)
-    return time.perf_counter() - start
 
 
 def run_bench(

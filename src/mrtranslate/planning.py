@@ -1,8 +1,9 @@
 """Plan a study to a time budget: how many training steps, at which image size.
 
-The planner is a pure function of measured costs (:func:`choose`); :func:`calibrate_and_plan`
-measures those costs on this machine (a few training steps per model at the quick settings, in
-the resolved precision, at most about a minute in all) and builds a :class:`StudyPlan`.
+The planner is a pure function of measured costs (:func:`choose`, :func:`build_plan`);
+:func:`mrtranslate.calibration.calibrate_and_plan` measures those costs on this machine (a few
+training steps per model at the quick settings, in the resolved precision) and builds a
+:class:`StudyPlan` with it.
 
 All models get the same image size and the same number of steps (batch 4, as in the quick
 profile), so that their results stay comparable. As the budget grows the plan grows along one
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -402,121 +402,3 @@ class StudyShape:
     native: bool = False  # train at the data's resolution on crops (volume data)
     volume_slices: int = 0  # axial slices of the test volumes (judged whole after training)
     volume_voxels: int = 0
-
-
-class _Calibration:
-    """Step times measured on this machine (quick settings, resolved precision)."""
-
-    def __init__(self, study: StudyShape, device, precision: str, say: Callable[[str], None]):
-        from mrtranslate.bench import metrics_seconds
-
-        self.study, self.device, self.precision, self.say = study, device, precision, say
-        self.start = time.perf_counter()
-        self.crops = None
-        if study.native:
-            self.crops, self.base = candidate_crops(study.data_shape)
-            self.factors = list(self.crops)
-        else:
-            self.factors, self.base = candidate_factors(study.data_shape)
-        self.step_seconds: dict = {}
-        self.conv_algorithms: dict = {}
-        h, w = self.shape(self.base)
-        self.metric_cost = metrics_seconds((h, w), 16) / (16 * h * w)
-
-    def shape(self, factor: float) -> tuple[int, int]:
-        """The training size of a rung (a crop in native mode)."""
-        if self.crops is not None:
-            return crop_shape(tuple(self.study.data_shape), self.crops[factor])
-        return working_shape(self.study.data_shape, factor)
-
-    @property
-    def seconds(self) -> float:
-        return time.perf_counter() - self.start
-
-    def measured(self) -> set[float]:
-        """The rungs whose step times were measured."""
-        return {f for _, f in self.step_seconds}
-
-    def measure(self, factor: float) -> None:
-        from mrtranslate.bench import quick_step_seconds
-
-        shape = self.shape(factor)
-        for model in self.study.models:
-            seconds, algorithms = quick_step_seconds(
-                model, shape, BATCH, self.device, self.precision
-            )
-            self.step_seconds[(model, factor)] = seconds
-            self.conv_algorithms[(model, factor)] = algorithms
-        self.say(
-            f"calibration at {shape[0]}x{shape[1]}: "
-            + ", ".join(
-                f"{m} {self.step_seconds[(m, factor)]:.3f} s/step" for m in self.study.models
-            )
-        )
-
-    def plan(self, budget_minutes: float, spent_seconds: float) -> StudyPlan:
-        study = self.study
-        cost = CostModel(
-            tuple(study.models),
-            tuple(study.data_shape),
-            study.test_images,
-            self.metric_cost,
-            dict(self.step_seconds),
-            crops=self.crops,
-            volume_slices=study.volume_slices,
-            volume_voxels=study.volume_voxels,
-        )
-        record = {
-            "seconds": self.seconds,
-            "step_seconds": {
-                f"{m}@{'x'.join(map(str, self.shape(f)))}": t
-                for (m, f), t in self.step_seconds.items()
-            },
-            "metric_seconds_per_pixel": self.metric_cost,
-        }
-        return build_plan(
-            cost,
-            self.factors,
-            self.base,
-            budget_minutes,
-            spent_seconds + self.seconds,
-            study.train_images,
-            str(self.device),
-            self.precision,
-            record,
-            self.conv_algorithms,
-        )
-
-
-def calibrate_and_plan(
-    study: StudyShape,
-    budget_minutes: float,
-    spent_seconds: float,
-    device,
-    precision: str,
-    say: Callable[[str], None] = lambda message: None,
-) -> StudyPlan:
-    """Measure this machine's step times and plan. The planned size is always one that was
-    measured, with the convolution algorithms the plan fixes: when the plan picks another size
-    it is measured and the plan made again; should the plans keep moving between unmeasured
-    sizes, the last plan is made over the measured sizes only."""
-    calibration = _Calibration(study, device, precision, say)
-    calibration.measure(calibration.base)
-    plan = calibration.plan(budget_minutes, spent_seconds)
-    for _ in range(MAX_REMEASUREMENTS):
-        rung = _rung(study, plan)
-        if rung in calibration.measured():
-            return plan
-        calibration.measure(rung)
-        plan = calibration.plan(budget_minutes, spent_seconds)
-    if _rung(study, plan) not in calibration.measured():
-        calibration.factors = [f for f in calibration.factors if f in calibration.measured()]
-        plan = calibration.plan(budget_minutes, spent_seconds)
-    return plan
-
-
-MAX_REMEASUREMENTS = 4
-
-
-def _rung(study: StudyShape, plan: StudyPlan) -> float:
-    return crop_key(study.data_shape, plan.crop) if study.native else plan.downsample

@@ -125,7 +125,8 @@ def _plan_study(
     precision: str,
 ) -> StudyPlan:
     from mrtranslate.hardware import resolve_device, resolve_precision
-    from mrtranslate.planning import StudyShape, calibrate_and_plan
+    from mrtranslate.calibration import calibrate_and_plan
+    from mrtranslate.planning import StudyShape
 
     torch_device = resolve_device(device)
     choice = resolve_precision(precision, torch_device)
