@@ -40,6 +40,7 @@ FLOOR_STEPS = 12  # never fewer steps than this, budget or not
 FACTORS = (8, 6, 5, 4, 3.5, 3, 2.5, 2, 1.5, 1)  # candidate down-sampling factors, coarse to fine
 PLANNED_FRACTION = 0.9  # the plan fills this fraction of the budget; the rest absorbs error
 EPOCHS = 6
+DEFAULT_BUDGET_MINUTES = 15.0  # the study's budget when none is given
 BATCH = 4
 CROPS = (48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256, 320, 384)  # candidate sides
 BASE_CROP = 64

@@ -24,11 +24,9 @@ from mrtranslate.data.dataset import meta_path, open_dataset
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import write_json_atomic
 from mrtranslate.methods import display_name, names
-from mrtranslate.planning import REPORT_SECONDS, StudyPlan
+from mrtranslate.planning import DEFAULT_BUDGET_MINUTES, REPORT_SECONDS, StudyPlan
 from mrtranslate.runs import is_evaluated, layout, load_latest_checkpoint, load_record
 from mrtranslate.runs.checkpoint import previous_path
-
-DEFAULT_BUDGET_MINUTES = 15.0
 
 
 def _say(message: str) -> None:
@@ -124,8 +122,8 @@ def _plan_study(
     device: str,
     precision: str,
 ) -> StudyPlan:
-    from mrtranslate.hardware import resolve_device, resolve_precision
     from mrtranslate.calibration import calibrate_and_plan
+    from mrtranslate.hardware import resolve_device, resolve_precision
     from mrtranslate.planning import StudyShape
 
     torch_device = resolve_device(device)
@@ -362,7 +360,8 @@ def run_study(opts: StudyOptions | None = None, **options) -> Path:
     """Run (or resume) the whole study; returns the path of ``report.html``.
 
     Options are a :class:`StudyOptions` or its fields as keywords. Without ``profile`` the study
-    plans itself to ``budget_minutes`` (default 15) on this machine, or follows ``plan_file``;
+    plans itself to ``budget_minutes`` (default :data:`DEFAULT_BUDGET_MINUTES`) on this machine,
+    or follows ``plan_file``;
     with ``profile`` (paper, quick, tiny) it trains that profile's fixed number of steps.
     """
     from mrtranslate.reporting.report import build_report

@@ -7,6 +7,7 @@ import argparse
 from mrtranslate.cli.parser import add_device, add_overrides, add_precision
 from mrtranslate.config import PROFILES
 from mrtranslate.methods import names
+from mrtranslate.planning import DEFAULT_BUDGET_MINUTES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--budget",
         type=float,
         metavar="MINUTES",
-        help="time budget for the whole study in minutes (default 15)",
+        help=f"time budget for the whole study in minutes (default {DEFAULT_BUDGET_MINUTES:g})",
     )
     st.add_argument(
         "--plan",
