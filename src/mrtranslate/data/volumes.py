@@ -234,7 +234,11 @@ def brain_slice_range(mask: np.ndarray, axis: int) -> list[int]:
 
 
 def parse_slices(
-    text: str | None, depth: int, default: int | None, mask: np.ndarray | None = None, axis=2
+    text: str | None,
+    depth: int,
+    default: int | None,
+    mask: np.ndarray | None = None,
+    axis: int = 2,
 ) -> list[int]:
     """'120', '100:140' (end exclusive), 'brain' (:func:`brain_slice_range` of ``mask``) or
     None (the default, or the middle slice)."""

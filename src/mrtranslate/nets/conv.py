@@ -97,7 +97,7 @@ __all__ = ["ALGORITHMS", "FP32_ONLY", "Conv2d", "conv_layers", "set_algorithms"]
 
 
 def upsample2x(in_channels: int, out_channels: int, upsample: str) -> nn.Module:
-    """x2 up-sampling with 3x3 filters: the papers' transposed convolution, or "resize"
+    """x2 up-sampling with 3x3 filters: the paper's transposed convolution, or "resize"
     (nearest-neighbour x2, then a 3x3 convolution; the same number of parameters). A 3x3
     stride-2 transposed convolution overlaps its outputs unevenly (1 or 2 contributions per
     pixel, Odena et al. 2016), so two of them in a row print a regular grid of period 4 pixels;
