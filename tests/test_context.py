@@ -231,6 +231,7 @@ def test_trainer_gives_paired_methods_the_crops_mask_and_brain_only_uses_it(tmp_
     brain-only supervised loss does not see a wrong background."""
     from mrtranslate.config import apply_overrides
     from mrtranslate.methods import build_method, make_config
+    from mrtranslate.training.decisions import decide
     from mrtranslate.training.trainer import Trainer, TrainingData
 
     cfg = make_config(model, "tiny")
@@ -241,7 +242,7 @@ def test_trainer_gives_paired_methods_the_crops_mask_and_brain_only_uses_it(tmp_
     images[masks] = 1.0
     data = TrainingData(images, -images, masks, masks)
     method = build_method(model, cfg.net, cfg.loss, (32, 32))
-    trainer = Trainer(method, cfg.train, data, tmp_path, torch.device("cpu"), progress=False)
+    trainer = Trainer(method, cfg.train, data, tmp_path, decide(cfg.train), progress=False)
     for step in range(3):
         batch = trainer.batch(step)
         assert batch["mask"].shape == batch["t1w"].shape == (2, 1, 32, 32)

@@ -18,6 +18,7 @@ from mrtranslate.nets.conv import Conv2d, conv_layers
 from mrtranslate.nets.winograd import winograd_conv2d, winograd_matrices
 from mrtranslate.training import conv_tuning
 from mrtranslate.training.conv_tuning import fixed_choice, tune_convolutions
+from mrtranslate.training.decisions import decide
 from mrtranslate.training.trainer import Trainer, TrainingData
 
 
@@ -131,8 +132,8 @@ def test_winograd_is_refused_where_it_does_not_apply():
 
 def _cyclegan(size=(32, 32), upsample="resize"):
     cfg = make_config("cyclegan", "quick")
-    sets = ["net.gen_width=4", "net.gen_blocks=2", "net.disc_width=8"]
-    apply_overrides(cfg, [*sets, f"net.gen_upsample={upsample}"])
+    sets = ["net.width=4", "net.blocks=2", "net.disc_width=8"]
+    apply_overrides(cfg, [*sets, f"net.upsample={upsample}"])
     torch.manual_seed(0)
     return cfg, build_method("cyclegan", cfg.net, cfg.loss, size)
 
@@ -214,7 +215,7 @@ def test_tuning_a_model_that_draws_noise_leaves_the_random_state_alone(monkeypat
     """UNIT draws latent noise in its generator step: the tuner's probe step must not consume
     the trainer's random numbers (or a tuned run would differ from an untuned one)."""
     cfg = make_config("unit", "quick")
-    apply_overrides(cfg, ["net.unit_width=4", "net.unit_blocks=1", "net.unit_disc_width=4"])
+    apply_overrides(cfg, ["net.width=4", "net.blocks=1", "net.disc_width=4"])
     method = build_method("unit", cfg.net, cfg.loss, (32, 32))
     monkeypatch.setattr(conv_tuning, "time_layer", lambda *args, **kwargs: 1.0)
     torch.manual_seed(5)
@@ -244,7 +245,7 @@ def test_training_with_the_fast_algorithms_follows_the_plain_path(tmp_path, upsa
         cfg, method = _cyclegan(upsample=upsample)
         apply_overrides(cfg, ["train.precision=fp32", "train.steps_per_epoch=100"])
         data = TrainingData(t1w=torch.rand(4, 1, 32, 32) * 2 - 1, t2w=torch.rand(4, 1, 32, 32))
-        trainer = Trainer(method, cfg.train, data, tmp_path / str(fast), torch.device("cpu"))
+        trainer = Trainer(method, cfg.train, data, tmp_path / str(fast), decide(cfg.train))
         trainer.conv_choice = fixed_choice(method, _all_fast(method) if fast else {}, "test")
         logs = [trainer.train_step(step) for step in range(5)]
         results.append((logs, {k: v.clone() for k, v in method.state_dict().items()}))
@@ -264,7 +265,7 @@ def test_a_resumed_trainer_keeps_the_recorded_algorithms(tmp_path, monkeypatch):
     cfg, method = _cyclegan()
     apply_overrides(cfg, ["train.precision=fp32", "train.steps_per_epoch=100"])
     data = TrainingData(t1w=torch.rand(2, 1, 32, 32) * 2 - 1, t2w=torch.rand(2, 1, 32, 32))
-    trainer = Trainer(method, cfg.train, data, tmp_path, torch.device("cpu"))
+    trainer = Trainer(method, cfg.train, data, tmp_path, decide(cfg.train))
     trainer.conv_choice = fixed_choice(method, _all_fast(method), "test")
     state = trainer.state_dict()
 
@@ -273,7 +274,7 @@ def test_a_resumed_trainer_keeps_the_recorded_algorithms(tmp_path, monkeypatch):
 
     monkeypatch.setattr(conv_tuning, "tune_convolutions", must_not_measure)
     _cfg, fresh = _cyclegan()
-    resumed = Trainer(fresh, cfg.train, data, tmp_path, torch.device("cpu"))
+    resumed = Trainer(fresh, cfg.train, data, tmp_path, decide(cfg.train))
     resumed.load_state_dict(state)
     assert resumed.prepare_convolutions().algorithms == _all_fast(fresh)
     assert {n: m.algorithm for n, m in conv_layers(fresh).items()} == _all_fast(fresh)
@@ -285,27 +286,33 @@ def test_fixed_choice_names_unknown_layers():
         fixed_choice(method, {"nope": "direct"}, "test")
 
 
-def test_run_json_records_the_algorithms_a_plan_fixed(small_phantom, tmp_path):
-    from mrtranslate.training.run import train_run
+class _FixedPlan:
+    """A plan (the run's Plan protocol) that sets the steps and fixes two layers' algorithms."""
 
-    _cfg, method = _cyclegan()
+    def __init__(self, chosen: dict[str, str]):
+        self.chosen = chosen
+
+    def apply(self, cfg):
+        cfg.train.epochs, cfg.train.steps_per_epoch, cfg.train.decay_epochs = 1, 2, 0
+        return cfg
+
+    def conv_algorithms_of(self, model: str) -> dict[str, str]:
+        return self.chosen if model == "cyclegan" else {}
+
+    def to_dict(self) -> dict:
+        return {"chosen": self.chosen}
+
+
+def test_run_json_records_the_algorithms_a_plan_fixed(small_phantom, tmp_path):
+    from mrtranslate.training.run import RunRequest, train_run
+
     chosen = {"d_t1.net.8": "winograd", "g_t1_to_t2.net.1": "channels_last"}
-    record = train_run(
-        "cyclegan",
-        small_phantom,
-        tmp_path / "run",
-        overrides=[
-            "train.epochs=1",
-            "train.steps_per_epoch=2",
-            "train.decay_epochs=0",
-            "train.downsample=2",
-            "net.gen_width=4",
-            "net.gen_blocks=2",
-            "net.disc_width=8",
-        ],
-        progress=False,
-        conv_algorithms=chosen,
-    )
+    sets = ("train.downsample=2", "net.width=4", "net.blocks=2", "net.disc_width=8")
+    request = RunRequest(plan=_FixedPlan(chosen), overrides=sets)
+    record = train_run("cyclegan", small_phantom, tmp_path / "run", progress=False, request=request)
+    assert record.steps_done == 2  # the plan's steps
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["plan"] == {"chosen": chosen} and config["train"]["steps_per_epoch"] == 2
     written = json.loads((tmp_path / "run" / "run.json").read_text())["conv_algorithms"]
     assert written == record.conv_algorithms
     assert written["reason"] == "fixed by the study plan"

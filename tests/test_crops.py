@@ -11,6 +11,7 @@ import torch
 from helpers import usage_error
 from mrtranslate.cli import main
 from mrtranslate.data.tensors import crop_shape
+from mrtranslate.training.decisions import decide
 from mrtranslate.training.trainer import crop_corners, take_crops
 
 
@@ -50,7 +51,7 @@ def test_paired_models_see_the_same_window_in_both_contrasts(small_phantom, tmp_
     """Generators_s is paired: its T1w and T2w crops must come from one window of one pair;
     CycleGAN is unpaired: its contrasts are cropped independently."""
     from mrtranslate.methods import build_method
-    from mrtranslate.training.run import _check_inputs, _training_data
+    from mrtranslate.training.run import RunRequest, _check_inputs, _training_data
     from mrtranslate.training.trainer import Trainer
 
     for model, paired in (("generators_s", True), ("cyclegan", False)):
@@ -58,14 +59,15 @@ def test_paired_models_see_the_same_window_in_both_contrasts(small_phantom, tmp_
             model,
             small_phantom,
             tmp_path / model,
-            "tiny",
-            ["train.downsample=1", "train.crop=32", "train.batch_size=4"],
+            RunRequest(
+                "tiny", overrides=("train.downsample=1", "train.crop=32", "train.batch_size=4")
+            ),
             False,
         )
         data = _training_data(setup)
         data.t2w = -data.t1w  # a pairing we can check: T2w = -T1w pixel for pixel
         method = build_method(model, setup.cfg.net, setup.cfg.loss, (32, 32))
-        trainer = Trainer(method, setup.cfg.train, data, tmp_path / model, torch.device("cpu"))
+        trainer = Trainer(method, setup.cfg.train, data, tmp_path / model, decide(setup.cfg.train))
         for step in range(3):
             batch = trainer.batch(step)
             assert batch["t1w"].shape == (4, 1, 32, 32) == batch["t2w"].shape

@@ -11,6 +11,7 @@ from mrtranslate.cli import main
 from mrtranslate.config import apply_overrides
 from mrtranslate.hardware import resolve_precision
 from mrtranslate.methods import build_method, make_config
+from mrtranslate.training.decisions import decide
 from mrtranslate.training.trainer import Trainer, TrainingData
 
 
@@ -41,7 +42,7 @@ def test_training_step_channels_last_equals_plain(model, tmp_path):
     for channels_last in (False, True):
         cfg, method = _method(model)
         apply_overrides(cfg, [f"train.channels_last={channels_last}"])
-        trainer = Trainer(method, cfg.train, data, tmp_path, torch.device("cpu"), progress=False)
+        trainer = Trainer(method, cfg.train, data, tmp_path, decide(cfg.train), progress=False)
         logs.append(trainer.train_step(0))
     for key in logs[0]:
         assert logs[1][key] == pytest.approx(logs[0][key], rel=1e-4, abs=1e-5), key

@@ -10,6 +10,7 @@ import torch
 from mrtranslate.config import apply_overrides
 from mrtranslate.errors import TrainingError
 from mrtranslate.methods import build_method, make_config
+from mrtranslate.training.decisions import decide
 from mrtranslate.training.trainer import Trainer, TrainingData
 
 SIZE = (32, 32)
@@ -20,8 +21,8 @@ def _trainer(tmp_path, fast: str, model: str = "cyclegan", extra=()) -> Trainer:
     apply_overrides(
         cfg,
         [
-            "net.gen_width=4",
-            "net.gen_blocks=2",
+            "net.width=4",
+            "net.blocks=2",
             "net.disc_width=8",
             "train.precision=fp32",
             "train.steps_per_epoch=100",
@@ -37,7 +38,7 @@ def _trainer(tmp_path, fast: str, model: str = "cyclegan", extra=()) -> Trainer:
         t1w=torch.rand(4, 1, *SIZE, generator=gen) * 2 - 1,
         t2w=torch.rand(4, 1, *SIZE, generator=gen) * 2 - 1,
     )
-    return Trainer(method, cfg.train, data, tmp_path / fast, torch.device("cpu"), progress=False)
+    return Trainer(method, cfg.train, data, tmp_path / fast, decide(cfg.train), progress=False)
 
 
 def test_fast_path_is_selected_on_cuda_only_by_default(tmp_path):

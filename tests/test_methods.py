@@ -7,6 +7,7 @@ import torch
 
 from mrtranslate.config import apply_overrides
 from mrtranslate.methods import build_method, make_config, names
+from mrtranslate.training.decisions import decide
 from mrtranslate.training.trainer import Trainer, TrainingData
 
 MODELS = names()
@@ -19,7 +20,7 @@ def make_trainer(model: str, data: TrainingData, tmp_path, overrides=()):
     apply_overrides(cfg, list(overrides))
     torch.manual_seed(cfg.train.seed)
     method = build_method(model, cfg.net, cfg.loss, SHAPE)
-    return Trainer(method, cfg.train, data, tmp_path, torch.device("cpu"), progress=False)
+    return Trainer(method, cfg.train, data, tmp_path, decide(cfg.train), progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,7 @@ def test_overfits_one_pair(model, lr, tmp_path):
             "train.epochs=150",
             "train.decay_epochs=75",
             "train.steps_per_epoch=1",
-            "net.simple_width=256",
+            *(["net.width=256"] if model == "simple" else []),  # Simple: the paper's width
         ],
     )
     first = trainer.train_step(0)["g/total"]
@@ -117,7 +118,7 @@ def test_same_seed_same_losses(model, pair_data, tmp_path):
 
 def test_unit_inference_is_deterministic(pair_data):
     cfg = make_config("unit", "tiny")
-    apply_overrides(cfg, ["net.unit_dropout=0.5"])
+    apply_overrides(cfg, ["net.dropout=0.5"])
     method = build_method("unit", cfg.net, cfg.loss, SHAPE).eval()
     x = pair_data.t1w[:2]
     with torch.no_grad():

@@ -8,23 +8,41 @@ save/load round trip and exact resume.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 import torch
 from torch import nn
 
-from mrtranslate.config import apply_overrides
+from mrtranslate.config import LossSettings, NetSettings, apply_overrides
 from mrtranslate.directions import DIRECTIONS, Direction
 from mrtranslate.losses import l1
 from mrtranslate.methods import build_method, make_config, names, registry
 from mrtranslate.methods.base import Method
+from mrtranslate.training.decisions import decide
 from mrtranslate.training.trainer import Trainer, TrainingData
 
 SHAPE = (32, 32)
 
 
 # ---------------------------------------------------------------- the throw-away model
-# Everything a new model needs: a method class and a spec (in a new module), and one line that
-# registers it (in mrtranslate/methods/__init__.py). Nothing else in the package changes.
+# Everything a new model needs: its settings, a method class and a spec (in a new module), and
+# one line that registers it (in mrtranslate/methods/__init__.py). Nothing else in the package
+# changes: not config.py, not the registry's profiles, not nets/__init__.py.
+FILES_A_NEW_MODEL_TOUCHES = (
+    "mrtranslate/methods/<its module>.py",
+    "mrtranslate/methods/__init__.py",
+)
+
+
+@dataclass
+class ThrowAwayNet(NetSettings):
+    """The throw-away model's own network settings (not borrowed from another model)."""
+
+    width: int = 12  # filters of its 3x3 convolution
+    kernel: int = 3  # its kernel size (odd)
+
+    positive = ("width", "kernel")
 
 
 class ThrowAway(Method):
@@ -32,20 +50,19 @@ class ThrowAway(Method):
 
     paired = True
 
-    def __init__(self, *, width: int, name: str):
+    def __init__(self, *, width: int, kernel: int, name: str):
         super().__init__()
         self.name = name
 
         def make() -> nn.Module:
-            return nn.Sequential(
-                nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, 1, 1), nn.Tanh()
-            )
+            conv = nn.Conv2d(1, width, kernel, padding=kernel // 2)
+            return nn.Sequential(conv, nn.ReLU(), nn.Conv2d(width, 1, 1), nn.Tanh())
 
         self.g_t1_to_t2, self.g_t2_to_t1 = make(), make()
 
     @classmethod
     def from_config(cls, *, spec, net, loss, image_shape) -> ThrowAway:
-        return cls(width=net.simple_width, name=spec.name)
+        return cls(width=net.width, kernel=net.kernel, name=spec.name)
 
     def generators(self):
         return {"g_t1_to_t2": self.g_t1_to_t2, "g_t2_to_t1": self.g_t2_to_t1}
@@ -72,7 +89,9 @@ THROW_AWAY = registry.ModelSpec(
     paired=True,
     method=ThrowAway,
     summary="a test model",
+    net_settings=ThrowAwayNet,
     defaults={"train.lr": 1e-3},
+    tiny={"net.width": 16},
 )
 
 
@@ -114,7 +133,7 @@ def _trainer(model: str, tmp_path, seed: int = 0) -> Trainer:
     apply_overrides(cfg, ["train.precision=fp32", "train.steps_per_epoch=4", "train.epochs=2"])
     torch.manual_seed(seed)
     method = build_method(model, cfg.net, cfg.loss, SHAPE)
-    return Trainer(method, cfg.train, _data(), tmp_path, torch.device("cpu"), progress=False)
+    return Trainer(method, cfg.train, _data(), tmp_path, decide(cfg.train), progress=False)
 
 
 def test_spec_matches_the_method(model):
@@ -210,7 +229,7 @@ def test_training_lowers_the_loss_on_a_fixed_batch(model, tmp_path):
     torch.manual_seed(0)
     method = build_method(model, cfg.net, cfg.loss, SHAPE)
     data = _data(2)  # two images: every step sees the same batch
-    trainer = Trainer(method, cfg.train, data, tmp_path, torch.device("cpu"), progress=False)
+    trainer = Trainer(method, cfg.train, data, tmp_path, decide(cfg.train), progress=False)
     terms = LEARNING_TERMS.get(model, ("g/total",))
 
     def loss() -> float:
@@ -234,12 +253,48 @@ def test_a_new_model_runs_through_the_whole_package(
 ):
     """Registered, the throw-away model is listed, trains, evaluates and reports like the
     others, with no other change to the package."""
+    import json
+
     from mrtranslate.cli import main
 
     assert main(["models"]) == 0
     assert "ThrowAway" in capsys.readouterr().out
     out = tmp_path / "study"
     args = ["study", "--data", str(small_phantom), "--out", str(out), "--profile", "tiny"]
-    assert main([*args, "--models", "throwaway", "simple", "--quiet"]) == 0
+    own = ["--set", "net.kernel=5", "--set", "net.width=5"]  # its own key, and a shared name
+    assert main([*args, "--models", "throwaway", "simple", *own, "--quiet"]) == 0
     assert (out / "runs" / "throwaway" / "eval" / "summary.json").is_file()
     assert "ThrowAway" in (out / "report" / "report.html").read_text()
+    config = json.loads((out / "runs" / "throwaway" / "config.json").read_text())
+    assert (config["net"]["width"], config["net"]["kernel"]) == (5, 5)
+    record = json.loads((out / "runs" / "throwaway" / "run.json").read_text())
+    assert record["parameters"]["g_t1_to_t2"] == (5 * 25 + 5) + (5 + 1)  # built with them
+    simple = json.loads((out / "runs" / "simple" / "config.json").read_text())
+    assert simple["net"]["width"] == 5 and "kernel" not in simple["net"]  # only where it exists
+
+
+def test_a_models_configuration_lives_in_the_methods_package():
+    """No module outside ``mrtranslate/methods`` names a model's settings classes or keys, so a
+    sixth model touches only the files in FILES_A_NEW_MODEL_TOUCHES."""
+    from pathlib import Path
+
+    import mrtranslate
+
+    src = Path(mrtranslate.__file__).parent
+    outside = {
+        p: p.read_text(encoding="utf-8")
+        for p in src.rglob("*.py")
+        if p.relative_to(src).parts[0] != "methods"
+    }
+    for spec in registry.specs():
+        pairs = (
+            (spec.net_settings, NetSettings, "net"),
+            (spec.loss_settings, LossSettings, "loss"),
+        )
+        for settings, shared, section in pairs:
+            own = set(settings.__dataclass_fields__) - set(shared.__dataclass_fields__)
+            for path, text in outside.items():
+                if settings is not shared:
+                    assert settings.__name__ not in text, (path, settings.__name__)
+                for key in own:
+                    assert f"{section}.{key}" not in text, (path, f"{section}.{key}")

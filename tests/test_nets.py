@@ -148,19 +148,19 @@ def test_resnet_generator_upsampling_grid(upsample, grid):
 
 @pytest.mark.parametrize("model", ["cyclegan", "cyclegan_s", "generators_s"])
 def test_generator_upsampling_reaches_the_networks(model):
-    """``net.gen_upsample`` builds the generators it names; the paper profile keeps the paper's
+    """``net.upsample`` builds the generators it names; the paper profile keeps the paper's
     transposed convolutions, the quick profile the measured choice."""
     from mrtranslate.config import apply_overrides
     from mrtranslate.methods import build_method, make_config
     from mrtranslate.nets.conv import Conv2d
 
-    assert make_config(model, "paper").net.gen_upsample == "transpose"
+    assert make_config(model, "paper").net.upsample == "transpose"
     # quick: resize where the adversarial models printed a checkerboard on real scans, the
     # paper's transposed convolutions for Generators_s (resize measured no better there)
     quick = "transpose" if model == "generators_s" else "resize"
-    assert make_config(model, "quick").net.gen_upsample == quick
+    assert make_config(model, "quick").net.upsample == quick
     for upsample, layer in (("transpose", torch.nn.ConvTranspose2d), ("resize", Conv2d)):
-        cfg = apply_overrides(make_config(model, "tiny"), [f"net.gen_upsample={upsample}"])
+        cfg = apply_overrides(make_config(model, "tiny"), [f"net.upsample={upsample}"])
         method = build_method(model, cfg.net, cfg.loss, (32, 32))
         for generator in (method.g_t1_to_t2, method.g_t2_to_t1):
             ups = [m for m in generator.modules() if isinstance(m, torch.nn.Upsample)]

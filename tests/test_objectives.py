@@ -11,6 +11,7 @@ from torch import nn
 from mrtranslate.config import apply_overrides
 from mrtranslate.losses import l1
 from mrtranslate.methods import build_method, get, make_config, names
+from mrtranslate.training.decisions import decide
 from mrtranslate.training.trainer import Trainer, TrainingData, lr_factor
 
 SHAPE = (32, 32)
@@ -25,7 +26,7 @@ def _method(model: str):
 def _trainer(model: str, data: TrainingData, tmp_path, overrides=()) -> Trainer:
     cfg, method = _method(model)
     apply_overrides(cfg, ["train.precision=fp32", *overrides])
-    return Trainer(method, cfg.train, data, tmp_path, torch.device("cpu"), progress=False)
+    return Trainer(method, cfg.train, data, tmp_path, decide(cfg.train), progress=False)
 
 
 @pytest.mark.parametrize("model", names())
@@ -82,7 +83,7 @@ def test_lsgan_loss_is_the_mean_squared_distance_to_the_target():
 
 def test_unit_adds_latent_noise_in_training_only():
     cfg, method = _method("unit")
-    assert cfg.net.unit_dropout == 0  # the only randomness left is the latent noise
+    assert cfg.net.dropout == 0  # the only randomness left is the latent noise
     batch = {"t1w": torch.rand(2, 1, *SHAPE) * 2 - 1, "t2w": torch.rand(2, 1, *SHAPE) * 2 - 1}
 
     def fakes(seed: int):
@@ -115,8 +116,8 @@ def test_cyclegan_s_adds_the_weighted_supervised_term():
 def test_paper_profile_values():
     unit = make_config("unit", "paper").train
     assert (unit.lr, unit.weight_decay, unit.epochs, unit.decay_epochs) == (1e-4, 1e-4, 100, 0)
-    assert make_config("unit", "paper").net.unit_dropout == 0.5
-    assert make_config("unit", "quick").net.unit_dropout == 0.0
+    assert make_config("unit", "paper").net.dropout == 0.5
+    assert make_config("unit", "quick").net.dropout == 0.0
     for model in ("generators_s", "simple"):
         t = make_config(model, "paper").train
         assert (t.lr, t.beta1, t.beta2, t.decay_epochs, t.epochs) == (1e-3, 0.9, 0.999, 0, 200)
@@ -124,7 +125,7 @@ def test_paper_profile_values():
         cfg = make_config(model, "paper")
         t = cfg.train
         assert (t.lr, t.beta1, t.epochs, t.decay_epochs, t.batch_size) == (2e-4, 0.5, 200, 100, 1)
-        assert (cfg.loss.cycle, cfg.loss.pool_size, cfg.net.gen_width, cfg.net.gen_blocks) == (
+        assert (cfg.loss.cycle, cfg.loss.pool_size, cfg.net.width, cfg.net.blocks) == (
             10,
             50,
             32,

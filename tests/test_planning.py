@@ -9,6 +9,7 @@ import pytest
 
 from helpers import usage_error
 from mrtranslate.cli import main
+from mrtranslate.methods import make_config
 from mrtranslate.planning import (
     MIN_STEPS,
     TARGET_STEPS,
@@ -56,7 +57,7 @@ def test_plan_fits_the_budget(machine, minutes):
 
 def test_plan_for_an_avx2_cpu_in_15_minutes_trains_at_the_base_size():
     plan = _plan(AVX2, 15)
-    assert "loss.brain_only=false" in plan.overrides()  # single slices: the paper's losses
+    assert not _applied(plan, "simple").loss.brain_only  # single slices: the paper's losses
     assert plan.image_shape == [76, 64] and MIN_STEPS <= plan.steps < TARGET_STEPS
 
 
@@ -105,8 +106,23 @@ def test_choose_follows_the_ladder():
 def test_plan_round_trips_through_json():
     plan = _plan(ZEN4, 15)
     again = StudyPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
-    assert again == plan and again.overrides() == plan.overrides()
-    assert f"train.downsample={plan.downsample:g}" in plan.overrides()
+    assert again == plan and _applied(again, "unit") == _applied(plan, "unit")
+    assert _applied(plan, "unit").train.downsample == plan.downsample
+
+
+def _applied(plan: StudyPlan, model: str):
+    return plan.apply(make_config(model, "quick"))
+
+
+@pytest.mark.parametrize("model", ["cyclegan", "unit", "simple"])
+def test_a_plan_applies_itself_to_any_models_config(model):
+    plan = _native_plan(AVX2, 30)
+    cfg = _applied(plan, model)
+    t = cfg.train
+    assert (t.downsample, t.crop, t.batch_size, t.precision) == (1, plan.crop, 4, plan.precision)
+    assert t.epochs * t.steps_per_epoch == plan.steps and cfg.loss.brain_only
+    quick = make_config(model, "quick")
+    assert cfg.net == quick.net  # the plan changes no network
 
 
 def _tiny_plan(path, data_shape=(64, 64)) -> None:
@@ -261,9 +277,9 @@ def test_native_plans_keep_full_resolution_and_grow_crops_then_steps():
     for minutes in (10, 15, 30, 60, 240):
         plan = _native_plan(AVX2, minutes)
         assert plan.fits and plan.downsample == 1 and plan.image_shape == list(REAL)
-        assert "train.downsample=1" in plan.overrides()
-        assert f"train.crop={plan.crop}" in plan.overrides()
-        assert "loss.brain_only=true" in plan.overrides()  # volume data: judged in the brain
+        cfg = _applied(plan, "generators_s")
+        assert cfg.train.downsample == 1 and cfg.train.crop == plan.crop
+        assert cfg.loss.brain_only  # volume data: judged in the brain
         assert plan.estimated_seconds <= 0.9 * minutes * 60 + 1e-6
         side = plan.crop or max(REAL)
         if previous is not None:  # more time: never a smaller crop, never fewer steps for one

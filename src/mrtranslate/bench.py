@@ -17,6 +17,7 @@ the report (``skipped``).
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import statistics
 from collections.abc import Callable
@@ -26,7 +27,6 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from mrtranslate.calibration import metrics_seconds, random_data_trainer
-from mrtranslate.config import apply_overrides
 from mrtranslate.directions import Direction
 from mrtranslate.hardware import (
     CPU,
@@ -102,19 +102,17 @@ def bench_model(
     each convolution's algorithm measured (``auto``) or PyTorch's own (``direct``: the plain
     path, equivalent to the reference implementation's)."""
     cfg = make_config(model, "paper")
-    apply_overrides(
-        cfg,
-        [
-            f"train.precision={precision}",
-            f"train.batch_size={batch}",
-            f"train.channels_last={channels_last}",
-            f"train.compile={compile_nets}",
-            f"train.conv_algorithm={conv_algorithm}",
-            f"train.fast_path={fast_path}",
-            "train.steps_per_epoch=1000",
-            "net.unit_dropout=0",
-        ],
+    cfg.train = dataclasses.replace(
+        cfg.train,
+        precision=precision,
+        batch_size=batch,
+        channels_last=channels_last,
+        compile=compile_nets,
+        conv_algorithm=conv_algorithm,
+        fast_path=fast_path,
+        steps_per_epoch=1000,
     )
+    cfg.validate()
     with random_data_trainer(model, cfg, size, batch, device, precision) as trainer:
         choice = trainer.prepare_convolutions()
         step = iter(range(10**6))

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mrtranslate.config import apply_overrides
 from mrtranslate.data.tensors import crop_shape, working_shape
 from mrtranslate.hardware import timed_calls
 from mrtranslate.methods import build_method, make_config
@@ -33,6 +32,7 @@ from mrtranslate.planning import (
     candidate_factors,
     crop_key,
 )
+from mrtranslate.training.decisions import decide
 from mrtranslate.training.trainer import Trainer, TrainingData
 
 
@@ -40,7 +40,10 @@ from mrtranslate.training.trainer import Trainer, TrainingData
 def random_data_trainer(
     model: str, cfg, size: tuple[int, int], batch: int, device: torch.device, precision: str
 ) -> Iterator[Trainer]:
-    """A trainer of ``model`` (config ``cfg``) on random images, in a temporary run folder."""
+    """A trainer of ``model`` (config ``cfg``) on random images, in a temporary run folder, in
+    ``precision`` (already resolved: ``fp32`` or ``bf16``) on ``device``."""
+    cfg.train.precision = precision
+    decisions = decide(cfg.train, device)
     torch.manual_seed(0)
     method = build_method(model, cfg.net, cfg.loss, size).to(device)
     channels = cfg.net.context  # 2.5D: stacks of neighbouring slices
@@ -49,9 +52,7 @@ def random_data_trainer(
         t2w=torch.rand(max(batch, 4), channels, *size) * 2 - 1,
     )
     with tempfile.TemporaryDirectory() as tmp:
-        yield Trainer(
-            method, cfg.train, data, Path(tmp), device, progress=False, precision=precision
-        )
+        yield Trainer(method, cfg.train, data, Path(tmp), decisions, progress=False)
 
 
 def quick_step_seconds(
@@ -66,7 +67,7 @@ def quick_step_seconds(
     images of ``size`` (after two warm-up steps), with each convolution's algorithm measured
     fastest here: the study planner's calibration. Returns (seconds, algorithm per layer)."""
     cfg = make_config(model, "quick")
-    apply_overrides(cfg, [f"train.batch_size={batch}", "train.steps_per_epoch=1000"])
+    cfg.train.batch_size, cfg.train.steps_per_epoch = batch, 1000
     with random_data_trainer(model, cfg, size, batch, device, precision) as trainer:
         choice = trainer.prepare_convolutions()
         step = iter(range(10**6))

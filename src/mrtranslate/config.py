@@ -1,10 +1,12 @@
 """Typed run configuration and validated ``--set key=value`` overrides.
 
-A run's configuration is a :class:`RunConfig` with three sections (``net``, ``loss``,
-``train``); every key can be overridden as ``section.key=value`` (for example
-``--set train.epochs=3``). Unknown keys and values of the wrong type are rejected. The values of
-each model under each profile (paper, quick, tiny) live with the model, in
-:mod:`mrtranslate.methods.registry` (``make_config``).
+A run's configuration is a :class:`RunConfig` with three sections: ``net`` and ``loss``, the
+model's own settings (each model declares subclasses of :class:`NetSettings` and
+:class:`LossSettings` in its method module, with the paper's values as defaults), and ``train``,
+which every model shares. Every key can be overridden as ``section.key=value`` (for example
+``--set train.epochs=3`` or ``--set net.context=3``). Unknown keys and values of the wrong type are
+rejected. The values of each model under each profile (paper, quick, tiny) live with the model
+(its ``ModelSpec``; :func:`mrtranslate.methods.registry.make_config`).
 """
 
 from __future__ import annotations
@@ -12,13 +14,12 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 PROFILES = ("paper", "quick", "tiny")
 CONV_ALGORITHM_CHOICES = ("auto", "direct")
 FAST_PATH_CHOICES = ("auto", "on", "off")
 PRECISIONS = ("auto", "fp32", "bf16")
-UPSAMPLE_CHOICES = ("transpose", "resize")
 MAX_CONTEXT = 9  # slices of 2.5D context at most
 
 
@@ -29,24 +30,99 @@ def check_profile(profile: str) -> str:
     return profile
 
 
-@dataclass
-class NetConfig:
-    """Network widths and depths (paper values by default)."""
+# The keys of the one flat net/loss section that every model shared before each model owned its
+# settings (config.json and checkpoints of older runs hold all of them): on loading, the keys a
+# model's settings do not have (and do not rename) are dropped, not reported as unknown.
+LEGACY_KEYS = {
+    "net": frozenset(
+        {
+            "gen_width",
+            "gen_blocks",
+            "gen_upsample",
+            "disc_width",
+            "unit_width",
+            "unit_blocks",
+            "unit_scales",
+            "unit_disc_width",
+            "unit_dropout",
+            "unit_upsample",
+            "simple_width",
+        }
+    ),
+    "loss": frozenset(
+        {
+            "cycle",
+            "supervised",
+            "identity",
+            "pool_size",
+            "unit_adv",
+            "unit_kl",
+            "unit_rec",
+            "unit_cycle",
+            "unit_kl_cycle",
+        }
+    ),
+}
 
-    gen_width: int = 32  # CycleGAN / Generators_s generator: filters of the first layer
-    gen_blocks: int = 9  # residual blocks of that generator
-    # generator up-sampling: "transpose" (the paper) or "resize" (no checkerboard; quick profile)
-    gen_upsample: str = "transpose"
-    disc_width: int = 64  # PatchGAN filters of the first layer
-    unit_width: int = 64  # UNIT encoder filters of the first layer (latent: 4x this)
-    unit_blocks: int = 3  # UNIT residual blocks per encoder and per decoder
-    unit_scales: int = 3  # UNIT discriminator scales
-    unit_disc_width: int = 64  # UNIT discriminator filters of the first layer
-    unit_dropout: float = 0.0  # dropout in UNIT residual blocks, training only
-    # UNIT decoder up-sampling: "transpose" (the paper: 3x3 stride-2 transposed convs, which
-    # leave a checkerboard grid) or "resize" (nearest-neighbour x2, then a 3x3 conv)
-    unit_upsample: str = "transpose"
-    simple_width: int = 256  # filters of the Simple model's hidden 1x1 conv
+
+@dataclass
+class Settings:
+    """A section of settings (``net`` or ``loss``) that a model extends with its own fields.
+
+    Class attributes a subclass may set:
+        positive: fields that must be > 0 (every number must be >= 0).
+        choices: field -> the values it may take.
+        renamed: old flat key (before each model owned its settings) -> this class's field.
+    """
+
+    positive: ClassVar[tuple[str, ...]] = ()
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {}
+    renamed: ClassVar[dict[str, str]] = {}
+
+    def validate(self, section: str) -> None:
+        """Check every field; ``section`` (``net`` or ``loss``) names the keys in errors."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, str):
+                allowed = self.choices.get(f.name)
+                if allowed and value not in allowed:
+                    raise ValueError(
+                        f"{section}.{f.name} must be one of {', '.join(allowed)}, got {value!r}"
+                    )
+            elif value < 0 or (f.name in self.positive and value <= 0):
+                bound = "positive" if f.name in self.positive else ">= 0"
+                raise ValueError(f"{section}.{f.name} must be {bound}, got {value}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], section: str) -> Settings:
+        """The settings in ``values`` (a ``config.json`` section, possibly of an older run).
+
+        Raises:
+            ValueError: a key that is neither this model's nor an old shared one.
+        """
+        own = {f.name for f in dataclasses.fields(cls)}
+        # The flat format (it holds an old name of this model's): a key that this model now
+        # uses as a new name was another model's there (CycleGAN's "cycle" beside UNIT's
+        # "unit_cycle"), so only the old name gives that field its value.
+        flat = any(key in cls.renamed for key in values)
+        taken = set(cls.renamed.values()) if flat else set()
+        kept = {}
+        for key, value in values.items():
+            if key in taken:
+                continue
+            name = cls.renamed.get(key, key)
+            if name in own:
+                kept[name] = value
+            elif key not in LEGACY_KEYS[section]:
+                raise ValueError(f"unknown setting {section}.{key} for this model")
+        return cls(**kept)
+
+
+@dataclass
+class NetSettings(Settings):
+    """Network settings every model has: how the images enter the networks. A model's spec
+    names its own subclass (widths, depths, ...) with the paper's values as defaults."""
+
     # 2.5D context: neighbouring slices given as channels (odd; 1 = the paper's single slice).
     # Every network maps a stack of `context` slices to the same stack translated; the centre
     # channel is the translation of the slice itself.
@@ -55,23 +131,28 @@ class NetConfig:
     # (T1w CSF) differs from the background (0: the paper's plain scaling).
     brain_floor: float = 0.0
 
+    def validate(self, section: str = "net") -> None:
+        super().validate(section)
+        if self.context < 1 or self.context % 2 == 0 or self.context > MAX_CONTEXT:
+            raise ValueError(
+                f"{section}.context must be an odd number of slices from 1 to {MAX_CONTEXT}, "
+                f"got {self.context}"
+            )
+        if not self.brain_floor < 0.5:
+            raise ValueError(f"{section}.brain_floor must be in [0, 0.5), got {self.brain_floor}")
+
 
 @dataclass
-class LossConfig:
-    """Loss weights (Welander et al. 2018 and their code)."""
+class LossSettings(Settings):
+    """Loss settings every model has; a model's spec names its own subclass (its weights)."""
 
-    cycle: float = 10.0  # CycleGAN: L1 cycle loss, each direction
-    supervised: float = 10.0  # CycleGAN_s: L1 to the paired ground truth, each direction
-    identity: float = 0.0  # CycleGAN: optional identity loss ||G(y) - y||_1 (off in the paper)
-    pool_size: int = 50  # CycleGAN: past fakes kept for the discriminators
-    # CycleGAN_s, Generators_s, Simple: the supervised L1 inside the pair's brain mask only
-    # (the translation is judged, and written, inside the brain only); off in the paper
+    # the supervised L1 inside the pair's brain mask only (the translation is judged, and
+    # written, inside the brain only; off in the paper); models without a supervised term
+    # ignore it
     brain_only: bool = False
-    unit_adv: float = 10.0  # UNIT: adversarial (BCE), generator and discriminator
-    unit_kl: float = 0.1  # UNIT: latent prior term of the encoded real images
-    unit_rec: float = 100.0  # UNIT: within-domain reconstruction (L1)
-    unit_cycle: float = 100.0  # UNIT: cycle reconstruction (L1)
-    unit_kl_cycle: float = 0.1  # UNIT: latent prior term of the re-encoded translations
+
+    def validate(self, section: str = "loss") -> None:
+        super().validate(section)
 
 
 @dataclass
@@ -139,60 +220,48 @@ class TrainConfig:
 
 @dataclass
 class RunConfig:
-    """Everything that defines a training run."""
+    """Everything that defines a training run: the model's own ``net`` and ``loss`` settings
+    (subclasses of :class:`NetSettings` and :class:`LossSettings` named by its spec) and the
+    ``train`` section every model shares."""
 
     model: str
     profile: str
-    net: NetConfig = field(default_factory=NetConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    net: NetSettings = field(default_factory=NetSettings)
+    loss: LossSettings = field(default_factory=LossSettings)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
         """Check every value (the model name is checked by the model registry)."""
-        if self.profile not in PROFILES:
-            raise ValueError(f"unknown profile {self.profile!r}; choose from {', '.join(PROFILES)}")
-        for section in (self.net, self.loss):
-            for f in dataclasses.fields(section):
-                value = getattr(section, f.name)
-                if not isinstance(value, str) and value < 0:
-                    raise ValueError(f"{f.name} must be >= 0, got {value}")
-        for key in (
-            "gen_width",
-            "disc_width",
-            "unit_width",
-            "unit_scales",
-            "unit_disc_width",
-            "simple_width",
-        ):
-            if getattr(self.net, key) <= 0:
-                raise ValueError(f"net.{key} must be positive")
-        if self.net.context < 1 or self.net.context % 2 == 0 or self.net.context > MAX_CONTEXT:
-            raise ValueError(
-                f"net.context must be an odd number of slices from 1 to {MAX_CONTEXT}, got "
-                f"{self.net.context}"
-            )
-        if not self.net.brain_floor < 0.5:
-            raise ValueError(f"net.brain_floor must be in [0, 0.5), got {self.net.brain_floor}")
-        if not self.net.unit_dropout < 1:
-            raise ValueError("net.unit_dropout must be below 1")
-        for key in ("gen_upsample", "unit_upsample"):
-            if getattr(self.net, key) not in UPSAMPLE_CHOICES:
-                raise ValueError(
-                    f"net.{key} must be one of {', '.join(UPSAMPLE_CHOICES)}, got "
-                    f"{getattr(self.net, key)!r}"
-                )
+        check_profile(self.profile)
+        self.net.validate("net")
+        self.loss.validate("loss")
         self.train.validate()
+
+    def sections(self) -> dict[str, Any]:
+        """The sections by name: ``net``, ``loss``, ``train``."""
+        return {"net": self.net, "loss": self.loss, "train": self.train}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+    def from_dict(
+        cls,
+        data: dict[str, Any],
+        net_settings: type[NetSettings] = NetSettings,
+        loss_settings: type[LossSettings] = LossSettings,
+    ) -> RunConfig:
+        """The configuration recorded in ``data`` (``config.json``), with the model's settings
+        classes; an older run's flat sections are mapped onto them (:attr:`Settings.renamed`).
+
+        Raises:
+            KeyError, TypeError, ValueError: a section is missing or holds unknown settings.
+        """
         return cls(
             model=data["model"],
             profile=data["profile"],
-            net=NetConfig(**data["net"]),
-            loss=LossConfig(**data["loss"]),
+            net=net_settings.from_dict(data["net"], "net"),
+            loss=loss_settings.from_dict(data["loss"], "loss"),
             train=TrainConfig(**data["train"]),
         )
 
@@ -202,6 +271,14 @@ def apply_values(cfg: RunConfig, values: dict[str, Any]) -> None:
     for key, value in values.items():
         section, name = key.split(".")
         setattr(getattr(cfg, section), name, value)
+
+
+_KINDS = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _kind(annotation: Any) -> type:
+    """The type of a field annotation (a string under ``from __future__ import annotations``)."""
+    return _KINDS[annotation if isinstance(annotation, str) else annotation.__name__]
 
 
 def _convert(text: str, kind: type, key: str) -> Any:
@@ -224,7 +301,7 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     Raises:
         ValueError: malformed override, unknown key, or a value of the wrong type or range.
     """
-    sections = {"net": cfg.net, "loss": cfg.loss, "train": cfg.train}
+    sections = cfg.sections()
     for item in overrides:
         key, sep, text = item.partition("=")
         key = key.strip()
@@ -234,11 +311,27 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         section = sections.get(section_name)
         types = {f.name: f.type for f in dataclasses.fields(section)} if section else {}
         if name not in types:
-            valid = ", ".join(
-                f"{s}.{f.name}" for s, obj in sections.items() for f in dataclasses.fields(obj)
-            )
-            raise ValueError(f"unknown config key {key!r}; valid keys: {valid}")
-        kind = {"int": int, "float": float, "str": str, "bool": bool}[str(types[name])]
-        setattr(section, name, _convert(text.strip(), kind, key))
+            raise ValueError(_unknown_key(cfg, key))
+        setattr(section, name, _convert(text.strip(), _kind(types[name]), key))
     cfg.validate()
     return cfg
+
+
+def has_key(cfg: RunConfig, override: str) -> bool:
+    """Whether ``cfg`` has the ``section.key`` that ``override`` (``section.key=value``) sets."""
+    section_name, _, name = override.partition("=")[0].strip().partition(".")
+    section = cfg.sections().get(section_name)
+    return section is not None and name in {f.name for f in dataclasses.fields(section)}
+
+
+def _unknown_key(cfg: RunConfig, key: str) -> str:
+    """The one-line error for ``key``: its new name if it was renamed, else the valid keys."""
+    section_name, _, name = key.partition(".")
+    section = cfg.sections().get(section_name)
+    new = getattr(section, "renamed", {}).get(name)
+    if new:
+        return f"{key} is now {section_name}.{new} (each model names its own settings)"
+    valid = ", ".join(
+        f"{s}.{f.name}" for s, obj in cfg.sections().items() for f in dataclasses.fields(obj)
+    )
+    return f"unknown config key {key!r} for {cfg.model}; valid keys: {valid}"

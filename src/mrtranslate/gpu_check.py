@@ -22,15 +22,18 @@ import torch
 
 def _resume_across_paths(device: str, work: Path, first: str, then: str) -> str:
     """Train a tiny CycleGAN 3 steps with ``train.fast_path=first``, resume it with ``then``."""
-    from mrtranslate.training.run import train_run
+    from mrtranslate.training.run import RunRequest, train_run
 
     run = work / f"cyclegan-{first}-{then}"
-    common = ["train.conv_algorithm=direct", f"train.device={device}"]
     data = work / "phantom"
-    train_run("cyclegan", data, run, "tiny", [*common, f"train.fast_path={first}"],
-              progress=False, stop_after=3)  # fmt: skip
-    record = train_run("cyclegan", data, run, "tiny", [*common, f"train.fast_path={then}"],
-                       resume=True, progress=False)  # fmt: skip
+
+    def request(fast_path: str) -> RunRequest:
+        # train.fast_path comes from this machine's check, as a user's --set would
+        sets = ("train.conv_algorithm=direct", f"train.fast_path={fast_path}")
+        return RunRequest(profile="tiny", device=device, overrides=sets)
+
+    train_run("cyclegan", data, run, progress=False, stop_after=3, request=request(first))
+    record = train_run("cyclegan", data, run, resume=True, progress=False, request=request(then))
     if not record.finished:
         raise RuntimeError("the resumed run did not finish")
     return f"{record.steps_done} steps, finished"

@@ -31,6 +31,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from mrtranslate.config import RunConfig
 from mrtranslate.data.tensors import auto_downsample, crop_shape, working_shape
 
 MIN_STEPS = 210  # a sensible minimum (35 x 6): every model already beats copying the input
@@ -192,18 +193,24 @@ class StudyPlan:
         per_model = sum(m.train_seconds + m.evaluate_seconds for m in self.models)
         return per_model + sum(self.fixed_seconds.values())
 
-    def overrides(self) -> list[str]:
-        """The ``--set`` overrides that give every model this plan's size, steps and precision."""
-        per_epoch = self.steps // self.epochs
-        return [
-            f"train.downsample={self.downsample:g}",
-            f"train.epochs={self.epochs}",
-            f"train.steps_per_epoch={per_epoch}",
-            f"train.batch_size={self.batch_size}",
-            f"train.precision={self.precision}",
-            f"train.crop={self.crop}",
-            f"loss.brain_only={str(self.brain_only).lower()}",
-        ]
+    def apply(self, cfg: RunConfig) -> RunConfig:
+        """Give ``cfg`` (any model's) this plan's image size, steps, batch, precision, crops and
+        loss region, in place; returns it, validated."""
+        train = cfg.train
+        train.downsample = float(self.downsample)
+        train.epochs = self.epochs
+        train.steps_per_epoch = self.steps // self.epochs
+        train.batch_size = self.batch_size
+        train.precision = self.precision
+        train.crop = self.crop
+        cfg.loss.brain_only = self.brain_only
+        cfg.validate()
+        return cfg
+
+    def conv_algorithms_of(self, model: str) -> dict[str, str]:
+        """The convolution algorithms this plan measured for ``model`` (layers not named:
+        direct), so that replaying the plan gives the same numbers."""
+        return next((m.conv_algorithms for m in self.models if m.model == model), {})
 
     def to_dict(self) -> dict:
         return {**asdict(self), "estimated_seconds": self.estimated_seconds}

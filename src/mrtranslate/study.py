@@ -19,11 +19,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mrtranslate.config import check_profile
+from mrtranslate.config import apply_overrides, check_profile, has_key
 from mrtranslate.data.dataset import meta_path, open_dataset
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import write_json_atomic
-from mrtranslate.methods import display_name, names
+from mrtranslate.methods import display_name, make_config, names
 from mrtranslate.planning import DEFAULT_BUDGET_MINUTES, REPORT_SECONDS, StudyPlan
 from mrtranslate.runs import is_evaluated, layout, load_latest_checkpoint, load_record
 from mrtranslate.runs.checkpoint import previous_path
@@ -66,6 +66,10 @@ def _training_done(run_dir: Path, data_dir: Path) -> bool | None:
     return bool(state.get("finished"))
 
 
+STUDY_FILE = "study.json"  # the study folder's record: mode, plan, models, status, timings
+PLAN_FILE = "plan.json"  # the plan alone (for --plan on another machine or fold)
+
+
 def load_plan(path: str | Path) -> StudyPlan:
     """A plan from ``plan.json`` or ``study.json``; a usage error if the file holds none."""
     path = Path(path)
@@ -86,7 +90,6 @@ class _Mode:
     profile: str = "quick"
     plan: StudyPlan | None = None
     budget_minutes: float | None = None
-    overrides: list[str] = field(default_factory=list)
 
     def describe(self) -> dict:
         return {
@@ -97,7 +100,7 @@ class _Mode:
 
 
 def _existing_mode(out: Path) -> _Mode | None:
-    path = out / "study.json"
+    path = out / STUDY_FILE
     if not path.is_file():
         return None
     try:
@@ -248,7 +251,41 @@ class StudyOptions:
             raise UsageError(
                 f"--budget must be a positive number of minutes, got {self.budget_minutes}"
             )
-        return [m for m in known if m in wanted]
+        chosen = [m for m in known if m in wanted]
+        self.check_overrides(chosen)
+        return chosen
+
+    def overrides_for(self, model: str) -> list[str]:
+        """The ``--set`` overrides that ``model`` has the keys of (each model owns its ``net``
+        and ``loss`` settings: an override reaches every model that has its key)."""
+        cfg = make_config(model, self.profile or "quick")
+        return [item for item in self.overrides if has_key(cfg, item)]
+
+    def check_overrides(self, models: list[str]) -> None:
+        """Usage errors, before any work: an override no chosen model has, or a bad value."""
+        configs = {m: make_config(m, self.profile or "quick") for m in models}
+        for item in self.overrides:
+            if any(has_key(cfg, item) for cfg in configs.values()):
+                continue
+            errors = []
+            for cfg in configs.values():
+                try:
+                    apply_overrides(cfg, [item])
+                except ValueError as exc:
+                    errors.append(str(exc).split(";")[0])
+            renamed = [e for e in errors if " is now " in e]
+            raise UsageError(
+                renamed[0]
+                if renamed
+                else f"--set {item}: none of the chosen models "
+                f"({', '.join(models)}) has this key: {errors[0]} (each model's settings: "
+                "mrtranslate models --settings)"
+            )
+        for model, cfg in configs.items():
+            try:
+                apply_overrides(cfg, self.overrides_for(model))
+            except ValueError as exc:
+                raise UsageError(f"--set for {model}: {exc}") from None
 
 
 def _choose_mode(
@@ -274,7 +311,6 @@ def _choose_mode(
         plan = _plan_study(data_dir, models, budget, spent, opts.device, opts.precision)
         mode = _Mode(plan=plan, budget_minutes=budget)
     if mode.plan is None:
-        mode.overrides = [f"train.precision={opts.precision}"]
         return mode
     shape = list(open_dataset(data_dir).shape)
     if list(mode.plan.data_shape) != shape:
@@ -283,17 +319,8 @@ def _choose_mode(
             f"{data_dir} holds {shape[0]}x{shape[1]} images"
         )
     print(mode.plan.table(), flush=True)
-    write_json_atomic(out / "plan.json", mode.plan.to_dict())
-    mode.overrides = mode.plan.overrides()
+    write_json_atomic(out / PLAN_FILE, mode.plan.to_dict())
     return mode
-
-
-def _planned_convolutions(plan: StudyPlan | None, model: str) -> dict[str, str] | None:
-    """The convolution algorithms a plan fixed for ``model`` (all direct if it fixed none), so
-    that the same plan gives the same numbers; ``None`` without a plan (measured at training)."""
-    if plan is None:
-        return None
-    return next((m.conv_algorithms for m in plan.models if m.model == model), {})
 
 
 def _train_and_evaluate(
@@ -301,7 +328,7 @@ def _train_and_evaluate(
 ) -> dict[str, float]:
     """Train (or resume) and evaluate one model unless already done; returns the seconds."""
     from mrtranslate.evaluation.evaluate import evaluate_run
-    from mrtranslate.training.run import train_run
+    from mrtranslate.training.run import RunRequest, train_run
 
     model = run_dir.name
     name = display_name(model)
@@ -311,17 +338,17 @@ def _train_and_evaluate(
         _say(f"{label} {name}: already trained")
     else:
         _say(f"{label} {'resuming' if state is False else 'training'} {name}")
-        overrides = [f"train.seed={opts.seed}", f"train.device={opts.device}", *mode.overrides]
-        train_run(
-            model,
-            data_dir,
-            run_dir,
+        request = RunRequest(
             profile=mode.profile,
-            overrides=[*overrides, *opts.overrides],
-            resume=state is False,
-            progress=opts.progress,
-            plan=mode.plan.to_dict() if mode.plan else None,
-            conv_algorithms=_planned_convolutions(mode.plan, model),
+            plan=mode.plan,
+            seed=opts.seed,
+            device=opts.device,
+            # a plan fixes the precision it calibrated in
+            precision=None if mode.plan else opts.precision,
+            overrides=tuple(opts.overrides_for(model)),
+        )
+        train_run(
+            model, data_dir, run_dir, resume=state is False, progress=opts.progress, request=request
         )
         clock.stage_done(model, "train", t0)
     seconds = {f"train_{model}": time.perf_counter() - t0}
@@ -383,7 +410,7 @@ def run_study(opts: StudyOptions | None = None, **options) -> Path:
         "overrides": list(opts.overrides),
         "status": "running",
     }
-    write_json_atomic(out / "study.json", record)
+    write_json_atomic(out / STUDY_FILE, record)
     clock = _Clock(start, mode.plan, models)
     if mode.plan is not None:
         _say(f"plan ready; {clock.eta(0)}")
@@ -402,7 +429,7 @@ def run_study(opts: StudyOptions | None = None, **options) -> Path:
     timings["report"] = time.perf_counter() - t0
     timings["total_this_call"] = time.perf_counter() - start
     write_json_atomic(
-        out / "study.json",
+        out / STUDY_FILE,
         {**record, "status": "finished", "seconds": timings, "report": str(report)},
     )
     _say(f"done in {timings['total_this_call'] / 60:.1f} min")

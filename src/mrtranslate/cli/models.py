@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "models",
         help="list the models with the parameter count of each network",
         description="List the registered models (the paper's five) with the parameter "
-        "count of each network (at the paper's configuration).",
+        "count of each network (at the paper's configuration). Each model owns its net.* and "
+        "loss.* settings; --settings lists them (train.* is the same for every model).",
     )
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     models.add_argument(
@@ -23,6 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=PROFILES,
         default="paper",
         help="configuration whose networks are counted (default paper)",
+    )
+    models.add_argument(
+        "--settings",
+        action="store_true",
+        help="also list each model's own net.* and loss.* settings with their values under "
+        "--profile (the keys --set reaches for that model)",
     )
     models.set_defaults(func=run_models)
 
@@ -53,6 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from mrtranslate.fileio import to_json
     from mrtranslate.methods import build_method, make_config, specs
     from mrtranslate.training.run import parameter_counts
@@ -70,6 +79,11 @@ def run_models(args: argparse.Namespace) -> int:
                 "training": "paired (supervised)" if method.paired else "unpaired",
                 "networks": counts,
                 "total": sum(counts.values()),
+                "settings": {
+                    f"{section}.{key}": value
+                    for section in ("net", "loss")
+                    for key, value in asdict(getattr(cfg, section)).items()
+                },
             }
         )
     if args.json:
@@ -79,25 +93,28 @@ def run_models(args: argparse.Namespace) -> int:
         print(f"{row['display_name']:<13} {row['training']:<20} total {row['total']:>10,}")
         for net, count in row["networks"].items():
             print(f"    {net:<12} {count:>12,}")
+        if args.settings:
+            values = ", ".join(f"{k}={v}" for k, v in row["settings"].items())
+            print(f"    settings ({args.profile}): {values}")
     return 0
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from mrtranslate.training.run import train_run
+    from mrtranslate.training.run import RunRequest, train_run
 
-    overrides = list(args.overrides)
-    if args.precision:
-        overrides.append(f"train.precision={args.precision}")
-    if args.device:
-        overrides.append(f"train.device={args.device}")
+    request = RunRequest(
+        profile=args.profile,
+        precision=args.precision or None,
+        device=args.device or None,
+        overrides=tuple(args.overrides),
+    )
     record = train_run(
         args.model,
         args.data,
         args.out,
-        profile=args.profile,
-        overrides=overrides,
         resume=args.resume,
         progress=not args.quiet,
+        request=request,
     )
     if int(os.environ.get("RANK", "0")) != 0:
         return 0

@@ -33,34 +33,44 @@ Measures (all over brain voxels only; what lies outside the brain cannot change 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from mrtranslate.evaluation.metrics import ssim_map
 
 PERCENTILE = 99.5
 MIN_SLICE_VOXELS = 100
-VOLUME_MEASURES = (
-    "mae",
-    "psnr",
-    "ssim",
-    "r",
-    "slice_consistency",
-    "hf_ratio",
-    "mean_jump",
+
+
+@dataclass(frozen=True)
+class VolumeMeasure:
+    """One whole-volume measure as every consumer sees it: ``key`` in files, ``label`` in
+    tables, ``higher_is_better`` (None: closer to 1 is better), ``lesion``: computed only where
+    a lesion mask is given."""
+
+    key: str
+    label: str
+    higher_is_better: bool | None
+    lesion: bool = False
+
+
+# The one table of volume measures (computed together by volume_measures, in this order).
+VOLUME_MEASURE_TABLE: tuple[VolumeMeasure, ...] = (
+    VolumeMeasure("mae", "MAE", False),
+    VolumeMeasure("psnr", "PSNR (dB)", True),
+    VolumeMeasure("ssim", "SSIM 3-D", True),
+    VolumeMeasure("r", "Pearson r", True),
+    VolumeMeasure("slice_consistency", "slice consistency error", False),
+    VolumeMeasure("hf_ratio", "detail ratio", None),
+    VolumeMeasure("mean_jump", "median slice jump", False),
+    VolumeMeasure("ssim_lesion", "SSIM lesion", True, lesion=True),
+    VolumeMeasure("ssim_healthy", "SSIM healthy", True, lesion=True),
 )
-LESION_MEASURES = ("ssim_lesion", "ssim_healthy")
-# For each measure: does a higher value mean a better translation? (None: closer to 1 is better)
-HIGHER_IS_BETTER = {
-    "mae": False,
-    "psnr": True,
-    "ssim": True,
-    "r": True,
-    "slice_consistency": False,
-    "hf_ratio": None,
-    "mean_jump": False,
-    "ssim_lesion": True,
-    "ssim_healthy": True,
-}
+VOLUME_MEASURES = tuple(m.key for m in VOLUME_MEASURE_TABLE if not m.lesion)
+LESION_MEASURES = tuple(m.key for m in VOLUME_MEASURE_TABLE if m.lesion)
+HIGHER_IS_BETTER = {m.key: m.higher_is_better for m in VOLUME_MEASURE_TABLE}
+LABELS = {m.key: m.label for m in VOLUME_MEASURE_TABLE}
 
 
 def normalise_volume(volume: np.ndarray, brain: np.ndarray) -> np.ndarray:

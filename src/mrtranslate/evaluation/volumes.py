@@ -49,6 +49,7 @@ from mrtranslate.errors import UsageError
 from mrtranslate.evaluation.volume_baselines import BASELINES, IntensityLookup
 from mrtranslate.evaluation.volume_measures import (
     HIGHER_IS_BETTER,
+    LABELS,
     LESION_MEASURES,
     PERCENTILE,
     VOLUME_MEASURES,
@@ -364,17 +365,6 @@ def _write(out: Path, rows: list[dict], summary: dict) -> None:
     write_json_atomic(out / "summary.json", summary)
 
 
-LABELS = {
-    "mae": "MAE",
-    "psnr": "PSNR (dB)",
-    "ssim": "SSIM 3-D",
-    "r": "Pearson r",
-    "slice_consistency": "slice consistency error",
-    "hf_ratio": "detail ratio",
-    "mean_jump": "median slice jump",
-    "ssim_lesion": "SSIM lesion",
-    "ssim_healthy": "SSIM healthy",
-}
 BASELINE_LABELS = {"copy": "copy input (baseline)", "lookup": "intensity lookup (baseline)"}
 
 

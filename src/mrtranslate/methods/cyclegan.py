@@ -16,8 +16,11 @@ past fakes. Weights: lambda_cyc = 10, lambda_sup = 10, lambda_id = 0.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from mrtranslate.config import LossSettings, NetSettings
 from mrtranslate.directions import Direction
 from mrtranslate.losses import l1, lsgan_loss
 from mrtranslate.methods.base import (
@@ -30,6 +33,40 @@ from mrtranslate.methods.base import (
 )
 from mrtranslate.methods.registry import ModelSpec
 from mrtranslate.nets import PatchDiscriminator, ResnetGenerator
+from mrtranslate.nets.conv import UPSAMPLINGS
+
+
+@dataclass
+class ResnetGeneratorNet(NetSettings):
+    """The ResNet generator's settings (CycleGAN, CycleGAN_s and Generators_s; paper values)."""
+
+    width: int = 32  # filters of the first layer
+    blocks: int = 9  # residual blocks
+    # up-sampling: "transpose" (the paper) or "resize" (no checkerboard; nets/conv.py)
+    upsample: str = "transpose"
+
+    positive = ("width",)
+    choices = {"upsample": UPSAMPLINGS}
+    renamed = {"gen_width": "width", "gen_blocks": "blocks", "gen_upsample": "upsample"}
+
+
+@dataclass
+class CycleGANNet(ResnetGeneratorNet):
+    """CycleGAN's networks: two ResNet generators and two PatchGANs (paper values)."""
+
+    disc_width: int = 64  # PatchGAN filters of the first layer
+
+    positive = ("width", "disc_width")
+
+
+@dataclass
+class CycleGANLoss(LossSettings):
+    """CycleGAN's loss weights (Zhu et al. 2017; Welander et al. 2018 for the supervised term)."""
+
+    cycle: float = 10.0  # lambda_cyc: L1 cycle loss, each direction
+    supervised: float = 10.0  # lambda_sup: L1 to the paired ground truth (CycleGAN_s only)
+    identity: float = 0.0  # lambda_id: optional identity loss (off in the paper)
+    pool_size: int = 50  # past fakes kept for the discriminators
 
 
 class CycleGAN(Method):
@@ -87,9 +124,9 @@ class CycleGAN(Method):
     @classmethod
     def from_config(cls, *, spec, net, loss, image_shape) -> CycleGAN:
         return cls(
-            gen_width=net.gen_width,
-            gen_blocks=net.gen_blocks,
-            gen_upsample=net.gen_upsample,
+            gen_width=net.width,
+            gen_blocks=net.blocks,
+            gen_upsample=net.upsample,
             disc_width=net.disc_width,
             cycle_weight=loss.cycle,
             identity_weight=loss.identity,
@@ -156,20 +193,24 @@ class CycleGAN(Method):
 
 
 _QUICK = {
-    "net.gen_width": 16,
-    "net.gen_blocks": 6,
+    "net.width": 16,
+    "net.blocks": 6,
     "net.disc_width": 32,
-    "net.gen_upsample": "resize",  # no checkerboard (nets/conv.py: upsample2x)
+    "net.upsample": "resize",  # no checkerboard (nets/conv.py: upsample2x)
     "train.decay_epochs": 3,
     "train.lr": 4e-4,
 }
+_TINY = {"net.width": 8, "net.blocks": 2, "net.disc_width": 8, "loss.pool_size": 4}
+_SETTINGS = {"net_settings": CycleGANNet, "loss_settings": CycleGANLoss}
 SPEC = ModelSpec(
     name="cyclegan",
     display_name="CycleGAN",
     paired=False,
     method=CycleGAN,
     summary="2 ResNet generators, 2 PatchGANs; LSGAN + cycle loss (unpaired)",
+    **_SETTINGS,
     quick=_QUICK,
+    tiny=_TINY,
 )
 SPEC_S = ModelSpec(
     name="cyclegan_s",
@@ -177,5 +218,7 @@ SPEC_S = ModelSpec(
     paired=True,
     method=CycleGAN,
     summary="CycleGAN plus an L1 term to the paired ground truth",
+    **_SETTINGS,
     quick=_QUICK,
+    tiny=_TINY,
 )

@@ -1,12 +1,13 @@
 """The model registry: one :class:`ModelSpec` per model, the only list of models there is.
 
 A spec says everything the rest of the package needs to know about a model: its CLI and display
-names, whether it trains on pairs, the method class that builds it, and its configuration (the
-paper's settings and the quick and tiny profiles' overrides, as ``section.key`` values). Config,
-CLI, help texts, the study, the bench and the tests iterate over :func:`specs`.
+names, whether it trains on pairs, the method class that builds it, and its configuration: its
+own ``net`` and ``loss`` settings classes (the paper's values as defaults) and the quick and tiny
+profiles' values, as ``section.key`` values. Config, CLI, help texts, the study, the bench and
+the tests iterate over :func:`specs`.
 
-Adding a model: write its method in a new module of this package with a ``SPEC``, and add one
-line to :mod:`mrtranslate.methods` that registers it.
+Adding a model: write its method, its settings and its ``SPEC`` in a new module of this package,
+and add one line to :mod:`mrtranslate.methods` that registers it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mrtranslate.config import RunConfig, apply_values, check_profile
+from mrtranslate.config import (
+    LossSettings,
+    NetSettings,
+    RunConfig,
+    apply_values,
+    check_profile,
+)
 
 # The quick profile's shared settings (the CPU profile behind ``mrtranslate study``).
 QUICK_COMMON: dict[str, Any] = {
@@ -23,17 +30,9 @@ QUICK_COMMON: dict[str, Any] = {
     "train.downsample": 0,  # auto: 4x for the 304x256 phantom (76x64), less for small images
 }
 
-# The tiny profile (tests): small images and networks, a few steps; the same for every model.
-TINY: dict[str, Any] = {
-    "net.gen_width": 8,
-    "net.gen_blocks": 2,
-    "net.disc_width": 8,
-    "net.unit_width": 8,
-    "net.unit_blocks": 1,
-    "net.unit_scales": 2,
-    "net.unit_disc_width": 8,
-    "net.simple_width": 16,
-    "loss.pool_size": 4,
+# The tiny profile (tests): small images, a few steps; the same for every model (each spec adds
+# its small networks in ``tiny``).
+TINY_COMMON: dict[str, Any] = {
     "train.epochs": 2,
     "train.decay_epochs": 1,
     "train.batch_size": 2,
@@ -54,9 +53,13 @@ class ModelSpec:
         method: the :class:`~mrtranslate.methods.base.Method` subclass; it is built with
             ``method.from_config(spec=..., net=..., loss=..., image_shape=...)``.
         summary: one line for ``mrtranslate models`` and help texts.
+        net_settings, loss_settings: the model's own settings classes (the ``net`` and
+            ``loss`` sections of its configuration; defaults: the paper's values).
         defaults: config values of this model in every profile (``section.key`` -> value).
         paper: config values of the paper profile only.
         quick: config values of the quick profile only (on top of :data:`QUICK_COMMON`).
+        tiny: config values of the tiny profile only (on top of :data:`TINY_COMMON`): small
+            networks for the tests.
     """
 
     name: str
@@ -64,14 +67,21 @@ class ModelSpec:
     paired: bool
     method: type
     summary: str
+    net_settings: type[NetSettings] = NetSettings
+    loss_settings: type[LossSettings] = LossSettings
     defaults: dict[str, Any] = field(default_factory=dict)
     paper: dict[str, Any] = field(default_factory=dict)
     quick: dict[str, Any] = field(default_factory=dict)
+    tiny: dict[str, Any] = field(default_factory=dict)
 
     def overrides(self, profile: str) -> dict[str, Any]:
         """The ``section.key`` values of ``profile`` for this model, in the order applied."""
         check_profile(profile)
-        extra = {"paper": self.paper, "quick": {**QUICK_COMMON, **self.quick}, "tiny": TINY}
+        extra = {
+            "paper": self.paper,
+            "quick": {**QUICK_COMMON, **self.quick},
+            "tiny": {**TINY_COMMON, **self.tiny},
+        }
         return {**self.defaults, **extra[profile]}
 
 
@@ -128,6 +138,27 @@ def make_config(model: str, profile: str = "quick") -> RunConfig:
         spec = get(model)
     except KeyError as exc:
         raise ValueError(exc.args[0]) from None
-    cfg = RunConfig(model=model, profile=profile)
+    cfg = RunConfig(
+        model=model, profile=profile, net=spec.net_settings(), loss=spec.loss_settings()
+    )
     apply_values(cfg, spec.overrides(profile))
     return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """The configuration recorded in a run folder (``config.json`` or a checkpoint), read with
+    its model's settings classes; older runs' shared flat sections load too.
+
+    Raises:
+        ValueError: an unknown model, a missing section or a setting the model does not have.
+    """
+    model = data.get("model")
+    if model not in _REGISTRY:
+        raise ValueError(f"the recorded model {model!r} is not one of {', '.join(_REGISTRY)}")
+    spec = _REGISTRY[model]
+    try:
+        return RunConfig.from_dict(data, spec.net_settings, spec.loss_settings)
+    except KeyError as exc:
+        raise ValueError(f"no {exc.args[0]} in the recorded configuration") from None
+    except TypeError as exc:
+        raise ValueError(f"the recorded configuration does not fit: {exc}") from None

@@ -9,14 +9,28 @@ Objective: L = |G(t1) - t2|_1 + |F(t2) - t1|_1 (means over pixels and batch; wit
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from mrtranslate.config import NetSettings
 from mrtranslate.directions import Direction
 from mrtranslate.losses import l1
 from mrtranslate.methods.base import Batch, Logs, Method, check_direction
+from mrtranslate.methods.cyclegan import ResnetGeneratorNet
 from mrtranslate.methods.registry import ModelSpec
 from mrtranslate.nets import ResnetGenerator, SimpleTranslator
+
+
+@dataclass
+class SimpleNet(NetSettings):
+    """The Simple model's network: two 1x1 convolutions (paper values)."""
+
+    width: int = 256  # filters of the hidden 1x1 conv
+
+    positive = ("width",)
+    renamed = {"simple_width": "width"}
 
 
 class SupervisedL1(Method):
@@ -92,9 +106,9 @@ class GeneratorsS(SupervisedL1):
             return ResnetGenerator(
                 in_channels=net.context,
                 out_channels=net.context,
-                width=net.gen_width,
-                blocks=net.gen_blocks,
-                upsample=net.gen_upsample,
+                width=net.width,
+                blocks=net.blocks,
+                upsample=net.upsample,
             )
 
         return cls.with_translators(make, spec, net, loss)
@@ -107,7 +121,7 @@ class Simple(SupervisedL1):
     def from_config(cls, *, spec, net, loss, image_shape) -> Simple:
         def make():
             return SimpleTranslator(
-                in_channels=net.context, out_channels=net.context, width=net.simple_width
+                in_channels=net.context, out_channels=net.context, width=net.width
             )
 
         return cls.with_translators(make, spec, net, loss)
@@ -125,8 +139,10 @@ SPEC_GENERATORS_S = ModelSpec(
     paired=True,
     method=GeneratorsS,
     summary="the CycleGAN generators trained with L1 only",
+    net_settings=ResnetGeneratorNet,
     defaults=_SUPERVISED,
-    quick={"net.gen_width": 16, "net.gen_blocks": 6, **_QUICK_DECAY},
+    quick={"net.width": 16, "net.blocks": 6, **_QUICK_DECAY},
+    tiny={"net.width": 8, "net.blocks": 2},
 )
 SPEC_SIMPLE = ModelSpec(
     name="simple",
@@ -134,6 +150,8 @@ SPEC_SIMPLE = ModelSpec(
     paired=True,
     method=Simple,
     summary="1x1 conv 256 + ReLU, 1x1 conv to one channel, trained with L1",
+    net_settings=SimpleNet,
     defaults=_SUPERVISED,
     quick=_QUICK_DECAY,
+    tiny={"net.width": 16},
 )

@@ -18,13 +18,17 @@ See :mod:`mrtranslate.nets.unit` for the corrections of the seed code's defects.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from mrtranslate.config import LossSettings, NetSettings
 from mrtranslate.directions import Direction
 from mrtranslate.losses import bce_gan_loss, l1, latent_kl
 from mrtranslate.methods.base import Batch, Logs, Method, check_direction, score_real_and_fake
 from mrtranslate.methods.registry import ModelSpec
+from mrtranslate.nets.conv import UPSAMPLINGS
 from mrtranslate.nets.unit import (
     UnitDecoder,
     UnitEncoder,
@@ -32,6 +36,55 @@ from mrtranslate.nets.unit import (
     UnitResBlock,
     init_normal,
 )
+
+
+@dataclass
+class UnitNet(NetSettings):
+    """UNIT's networks (the paper's values)."""
+
+    width: int = 64  # encoder filters of the first layer (latent: 4x this)
+    blocks: int = 3  # residual blocks per encoder and per decoder
+    scales: int = 3  # discriminator scales
+    disc_width: int = 64  # discriminator filters of the first layer
+    dropout: float = 0.5  # dropout in the residual blocks, training only
+    # decoder up-sampling: "transpose" (the paper: 3x3 stride-2 transposed convs, which leave a
+    # checkerboard grid) or "resize" (nearest-neighbour x2, then a 3x3 conv)
+    upsample: str = "transpose"
+
+    positive = ("width", "scales", "disc_width")
+    choices = {"upsample": UPSAMPLINGS}
+    renamed = {
+        "unit_width": "width",
+        "unit_blocks": "blocks",
+        "unit_scales": "scales",
+        "unit_disc_width": "disc_width",
+        "unit_dropout": "dropout",
+        "unit_upsample": "upsample",
+    }
+
+    def validate(self, section: str = "net") -> None:
+        super().validate(section)
+        if not self.dropout < 1:
+            raise ValueError(f"{section}.dropout must be below 1, got {self.dropout}")
+
+
+@dataclass
+class UnitLoss(LossSettings):
+    """UNIT's loss weights lambda_0..4 (Liu et al. 2017, as in Welander et al. 2018)."""
+
+    adv: float = 10.0  # adversarial (BCE), generator and discriminator
+    kl: float = 0.1  # latent prior term of the encoded real images
+    rec: float = 100.0  # within-domain reconstruction (L1)
+    cycle: float = 100.0  # cycle reconstruction (L1)
+    kl_cycle: float = 0.1  # latent prior term of the re-encoded translations
+
+    renamed = {
+        "unit_adv": "adv",
+        "unit_kl": "kl",
+        "unit_rec": "rec",
+        "unit_cycle": "cycle",
+        "unit_kl_cycle": "kl_cycle",
+    }
 
 
 class Unit(Method):
@@ -86,17 +139,17 @@ class Unit(Method):
     @classmethod
     def from_config(cls, *, spec, net, loss, image_shape) -> Unit:
         return cls(
-            width=net.unit_width,
-            blocks=net.unit_blocks,
-            dropout=net.unit_dropout,
-            disc_width=net.unit_disc_width,
-            scales=net.unit_scales,
-            upsample=net.unit_upsample,
-            adv_weight=loss.unit_adv,
-            kl_weight=loss.unit_kl,
-            rec_weight=loss.unit_rec,
-            kl_cycle_weight=loss.unit_kl_cycle,
-            cycle_weight=loss.unit_cycle,
+            width=net.width,
+            blocks=net.blocks,
+            dropout=net.dropout,
+            disc_width=net.disc_width,
+            scales=net.scales,
+            upsample=net.upsample,
+            adv_weight=loss.adv,
+            kl_weight=loss.kl,
+            rec_weight=loss.rec,
+            kl_cycle_weight=loss.kl_cycle,
+            cycle_weight=loss.cycle,
             context=net.context,
         )
 
@@ -189,6 +242,8 @@ SPEC = ModelSpec(
     paired=False,
     method=Unit,
     summary="shared-latent VAE-GAN: 2 encoders, shared blocks, 2 decoders, multi-scale Ds",
+    net_settings=UnitNet,
+    loss_settings=UnitLoss,
     # Adam 1e-4 with weight decay, 100 epochs without decay (Keras l2(5e-5) => gradient 1e-4 w)
     defaults={
         "train.lr": 1e-4,
@@ -196,12 +251,19 @@ SPEC = ModelSpec(
         "train.decay_epochs": 0,
         "train.weight_decay": 1e-4,
     },
-    paper={"net.unit_dropout": 0.5},
     quick={
-        "net.unit_width": 16,
-        "net.unit_blocks": 2,
-        "net.unit_disc_width": 16,
-        "net.unit_upsample": "resize",  # no checkerboard grid (nets/unit.py: _up)
+        "net.width": 16,
+        "net.blocks": 2,
+        "net.disc_width": 16,
+        "net.dropout": 0.0,
+        "net.upsample": "resize",  # no checkerboard grid (nets/conv.py: upsample2x)
         "train.lr": 2e-4,
+    },
+    tiny={
+        "net.width": 8,
+        "net.blocks": 1,
+        "net.scales": 2,
+        "net.disc_width": 8,
+        "net.dropout": 0.0,
     },
 )

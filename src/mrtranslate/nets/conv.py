@@ -93,7 +93,18 @@ def conv_layers(module: nn.Module) -> dict[str, Conv2d]:
     return {name: m for name, m in module.named_modules() if isinstance(m, Conv2d)}
 
 
-__all__ = ["ALGORITHMS", "FP32_ONLY", "Conv2d", "conv_layers", "set_algorithms"]
+__all__ = [
+    "ALGORITHMS",
+    "FP32_ONLY",
+    "UPSAMPLINGS",
+    "Conv2d",
+    "conv_layers",
+    "set_algorithms",
+    "upsample2x",
+]
+
+
+UPSAMPLINGS = ("transpose", "resize")  # the choices of upsample2x
 
 
 def upsample2x(in_channels: int, out_channels: int, upsample: str) -> nn.Module:

@@ -15,6 +15,7 @@ from mrtranslate.errors import UsageError
 from mrtranslate.fileio import file_digest
 from mrtranslate.hardware import configure_cuda_math, inference_precision, resolve_device
 from mrtranslate.methods import Method, build_method, display_name
+from mrtranslate.methods.registry import config_from_dict
 from mrtranslate.runs import layout
 from mrtranslate.runs.checkpoint import load_checkpoint
 from mrtranslate.runs.records import EvalSummary, RunRecord
@@ -104,12 +105,12 @@ def load_run(
             f"{state.get('total_steps')}); resume it with 'mrtranslate train --resume'"
         )
     try:
-        cfg = RunConfig.from_dict(state["config"])
+        cfg = config_from_dict(state["config"])
         shape = tuple(state["model_image_shape"])
         # image pools hold training crops: build with their size to load the state
         method = build_method(cfg.model, cfg.net, cfg.loss, crop_shape(shape, cfg.train.crop))
         method.load_state_dict(state["method"])
-    except (KeyError, TypeError, RuntimeError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise UsageError(
             f"checkpoint {path} does not match this mrtranslate version: {str(exc).splitlines()[0]}"
         ) from exc

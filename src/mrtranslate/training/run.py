@@ -6,12 +6,12 @@ for use is :func:`mrtranslate.runs.load_run`.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -27,18 +27,14 @@ from mrtranslate.data.tensors import (
 )
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import check_writable_parent, write_json_atomic
-from mrtranslate.hardware import (
-    PrecisionChoice,
-    configure_cuda_math,
-    resolve_device,
-    resolve_precision,
-)
+from mrtranslate.hardware import configure_cuda_math, resolve_device, resolve_precision
 from mrtranslate.methods import Method, build_method, display_name, make_config, specs
 from mrtranslate.methods import get as get_spec
+from mrtranslate.methods.registry import config_from_dict
 from mrtranslate.nets import count_parameters
 from mrtranslate.runs import RunRecord, layout, load_latest_checkpoint
 from mrtranslate.runs.checkpoint import previous_path
-from mrtranslate.training.conv_tuning import fixed_choice
+from mrtranslate.training.decisions import RunDecisions, decide, device_to_resume_on
 from mrtranslate.training.distributed import (
     DistInfo,
     barrier,
@@ -57,8 +53,52 @@ def parameter_counts(method: Method) -> dict[str, int]:
     return {name: count_parameters(net) for name, net in nets.items()}
 
 
+class Plan(Protocol):
+    """What a plan that chose a run's settings offers the run (the study's ``StudyPlan``)."""
+
+    def apply(self, cfg: RunConfig) -> RunConfig: ...
+
+    def conv_algorithms_of(self, model: str) -> dict[str, str]: ...
+
+    def to_dict(self) -> dict: ...
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """How to configure a run, typed: the profile (new runs), then a plan, then explicit
+    settings, then the ``--set`` strings of the command line (the only text parsed here).
+
+    Attributes:
+        profile: paper, quick or tiny (ignored on a resume: the checkpoint's configuration).
+        plan: the plan that chose the run's size and steps (recorded in ``config.json``).
+        seed, device, precision: ``train.seed``, ``train.device``, ``train.precision`` when
+            given.
+        overrides: ``section.key=value`` strings from the command line.
+    """
+
+    profile: str = "quick"
+    plan: Plan | None = None
+    seed: int | None = None
+    device: str | None = None
+    precision: str | None = None
+    overrides: tuple[str, ...] = ()
+
+    def configure(self, cfg: RunConfig) -> RunConfig:
+        """Apply the plan, the explicit settings and the overrides to ``cfg``, validated.
+
+        Raises:
+            ValueError: an unknown key or a value of the wrong type or range.
+        """
+        if self.plan is not None:
+            self.plan.apply(cfg)
+        for key in ("seed", "device", "precision"):
+            if getattr(self, key) is not None:
+                setattr(cfg.train, key, getattr(self, key))
+        return apply_overrides(cfg, list(self.overrides))
+
+
 def _resolve_config(
-    model: str, profile: str, overrides: list[str], run_dir: Path, resume: bool
+    model: str, request: RunRequest, run_dir: Path, resume: bool
 ) -> tuple[RunConfig, dict | None]:
     checkpoint_path = layout.checkpoint_path(run_dir)
     saved = checkpoint_path.is_file() or previous_path(checkpoint_path).is_file()
@@ -74,9 +114,9 @@ def _resolve_config(
             # The damaged latest must not become the "previous" checkpoint at the next save.
             checkpoint_path.unlink(missing_ok=True)
         try:
-            cfg = RunConfig.from_dict(state["config"])
-        except (KeyError, TypeError) as exc:
-            raise UsageError(f"checkpoint in {run_dir} has no usable configuration") from exc
+            cfg = config_from_dict(state["config"])
+        except (KeyError, ValueError) as exc:
+            raise UsageError(f"checkpoint in {run_dir} has no usable configuration: {exc}") from exc
         if cfg.model != model:
             raise UsageError(f"{run_dir} holds a {cfg.model} run, not {model}")
     else:
@@ -87,11 +127,11 @@ def _resolve_config(
             )
         state = None
         try:
-            cfg = make_config(model, profile)
+            cfg = make_config(model, request.profile)
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
     try:
-        apply_overrides(cfg, overrides)
+        request.configure(cfg)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     return cfg, state
@@ -108,7 +148,7 @@ class _Setup:
 
 
 def _check_inputs(
-    model: str, data_dir: Path, run_dir: Path, profile: str, overrides: list[str], resume: bool
+    model: str, data_dir: Path, run_dir: Path, request: RunRequest, resume: bool
 ) -> _Setup:
     dataset = open_dataset(data_dir)
     if len(dataset.split("train")) == 0:
@@ -119,7 +159,7 @@ def _check_inputs(
         check_writable_parent(run_dir / "x")
     except PermissionError as exc:
         raise UsageError(f"cannot write the run folder {run_dir}: {exc}") from exc
-    cfg, state = _resolve_config(model, profile, overrides, run_dir, resume)
+    cfg, state = _resolve_config(model, request, run_dir, resume)
     if get_spec(cfg.model).paired and not dataset.meta.get("paired", True):
         usable = ", ".join(s.name for s in specs() if not s.paired)
         raise UsageError(
@@ -138,8 +178,9 @@ def _check_inputs(
     return _Setup(cfg, state, dataset, shape)
 
 
-def _devices(cfg: RunConfig) -> tuple[torch.device, DistInfo, PrecisionChoice]:
-    """Device (indexed), process group and precision; every rank uses rank 0's precision."""
+def _decide(cfg: RunConfig, state: dict | None, plan: Plan | None) -> tuple[RunDecisions, DistInfo]:
+    """The run's decisions (once; a resume keeps the recorded ones for settings left at auto)
+    and its process group. Every rank uses rank 0's precision."""
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and cfg.train.device.startswith("cuda:"):
@@ -147,19 +188,26 @@ def _devices(cfg: RunConfig) -> tuple[torch.device, DistInfo, PrecisionChoice]:
             f"train.device={cfg.train.device} would put every torchrun process on one GPU; "
             "use train.device=cuda (or auto): each process takes the GPU of its LOCAL_RANK"
         )
-    device = resolve_device(cfg.train.device)
+    recorded = (state or {}).get("decisions")
+    name = device_to_resume_on(cfg.train, recorded)
+    device = resolve_device(name)
     dist_info = init_distributed(device.type)
     if dist_info.enabled:
-        device = resolve_device(cfg.train.device, dist_info.local_rank)
+        device = resolve_device(name, dist_info.local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     configure_cuda_math(device)
     # Each rank's probe could measure differently: all follow rank 0.
     choice = broadcast_object(resolve_precision(cfg.train.precision, device), dist_info)
-    return device, dist_info, choice
+    algorithms = plan.conv_algorithms_of(cfg.model) if plan is not None else None
+    decisions = decide(
+        cfg.train, device, recorded=recorded, precision=choice, conv_algorithms=algorithms
+    )
+    return decisions, dist_info
 
 
-def _announce(setup: _Setup, device: torch.device, choice: PrecisionChoice, progress: bool):
+def _announce(setup: _Setup, decisions: RunDecisions, progress: bool):
+    choice, device = decisions.precision, decisions.device
     if choice.warning:
         print(f"mrtranslate: warning: {choice.warning}", file=sys.stderr, flush=True)
     if progress:
@@ -197,9 +245,9 @@ def _training_data(setup: _Setup) -> TrainingData:
 
 
 def _new_record(
-    setup: _Setup, data_dir: Path, method: Method, count: int, device, dist_info, choice, plan
+    setup: _Setup, data_dir: Path, method: Method, count: int, decisions, dist_info, plan
 ) -> RunRecord:
-    cfg = setup.cfg
+    cfg, choice = setup.cfg, decisions.precision
     return RunRecord(
         model=cfg.model,
         display_name=display_name(cfg.model),
@@ -211,7 +259,7 @@ def _new_record(
         seed=cfg.train.seed,
         precision=choice.precision,
         precision_choice=choice.to_dict(),
-        device=str(device),
+        device=str(decisions.device),
         world_size=dist_info.world_size,
         parameters=parameter_counts(method),
         environment=environment(),
@@ -228,26 +276,26 @@ def train_run(
     resume: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
-    plan: dict | None = None,
-    conv_algorithms: dict[str, str] | None = None,
+    request: RunRequest | None = None,
 ) -> RunRecord:
     """Train (or resume) ``model`` on the data set ``data_dir`` into ``run_dir``.
 
     Returns the run record (also written to ``run.json``). ``stop_after`` limits the number of
-    steps of this call (for tests and time-boxed jobs); the run can be resumed later. ``plan``:
-    the study plan that chose this run's settings, recorded in ``config.json`` and ``run.json``.
-    ``conv_algorithms``: the algorithm of each convolution layer (the plan's; layers not named
-    are computed directly) instead of measuring them (``train.conv_algorithm``); a resumed run
-    keeps those of its checkpoint.
+    steps of this call (for tests and time-boxed jobs); the run can be resumed later.
+    ``request``: how to configure the run (typed; by default ``profile`` and the ``--set``
+    strings ``overrides``). Its plan is recorded in ``config.json`` and ``run.json`` and fixes
+    the algorithm of each convolution layer (layers it does not name are computed directly)
+    instead of measuring them (``train.conv_algorithm``); a resumed run keeps those of its
+    checkpoint.
     """
     data_dir, run_dir = Path(data_dir), Path(run_dir)
-    setup = _check_inputs(model, data_dir, run_dir, profile, overrides or [], resume)
+    request = request or RunRequest(profile=profile, overrides=tuple(overrides or ()))
+    setup = _check_inputs(model, data_dir, run_dir, request, resume)
+    plan = request.plan.to_dict() if request.plan is not None else None
     cfg = setup.cfg
-    kept = _keep_recorded_decisions(cfg, setup.state)
-    device, dist_info, choice = _devices(cfg)
-    if kept and choice.requested == "auto":
-        choice = _honour_recorded_precision(choice, kept, device)
+    decisions, dist_info = _decide(cfg, setup.state, request.plan)
     if dist_info.is_main:
+        kept = (setup.state or {}).get("decisions")
         if kept and progress:
             path = "fast path" if kept["fast_path"] else "plain path"
             print(
@@ -256,29 +304,22 @@ def train_run(
                 "them)",
                 flush=True,
             )
-        _announce(setup, device, choice, progress)
+        _announce(setup, decisions, progress)
     try:
         seed_everything(cfg.train.seed)
         trained_shape = crop_shape(setup.shape, cfg.train.crop)  # the image pools' size
-        method = build_method(cfg.model, cfg.net, cfg.loss, trained_shape).to(device)
+        method = build_method(cfg.model, cfg.net, cfg.loss, trained_shape)
+        method.to(decisions.device)
         broadcast_parameters(method, dist_info)
         data = _training_data(setup)
-        record = _new_record(setup, data_dir, method, len(data), device, dist_info, choice, plan)
+        record = _new_record(setup, data_dir, method, len(data), decisions, dist_info, plan)
         writer = _start_folder(run_dir, cfg, plan) if dist_info.is_main else None
-        trainer = Trainer(
-            method, cfg.train, data, run_dir, device, dist_info, progress, writer, choice.precision
-        )
-        if conv_algorithms is not None:
-            trainer.conv_choice = fixed_choice(method, conv_algorithms, "fixed by the study plan")
+        trainer = Trainer(method, cfg.train, data, run_dir, decisions, dist_info, progress, writer)
         if setup.state is not None:
             trainer.load_state_dict(setup.state)
         extra = {
             "config": cfg.to_dict(),
-            "decisions": {
-                "device": device.type,
-                "precision": choice.precision,
-                "fast_path": trainer.fast_path,
-            },
+            "decisions": decisions.record(),
             "model": cfg.model,
             "data_image_shape": list(setup.dataset.shape),
             "model_image_shape": list(setup.shape),
@@ -296,48 +337,6 @@ def train_run(
         return record
     finally:
         shutdown(dist_info)
-
-
-def _keep_recorded_decisions(cfg: RunConfig, state: dict | None) -> dict | None:
-    """On a resume, settings left at ``auto`` take the decisions recorded when the run started
-    (device kind, fast path), so that a run never changes them in mid-training; an explicit
-    ``--set`` still wins. Returns the recorded decisions (None for a new or an older run).
-
-    Raises:
-        UsageError: the run started on a GPU and none is visible here.
-    """
-    decisions = (state or {}).get("decisions")
-    if not decisions:
-        return None
-    if cfg.train.device == "auto":
-        if decisions["device"] == "cuda" and not torch.cuda.is_available():
-            raise UsageError(
-                "this run started on a GPU (cuda) and no GPU is visible here; resume it where "
-                "there is one, or pass --set train.device=cpu to continue on the CPU"
-            )
-        cfg.train.device = decisions["device"]
-    if cfg.train.fast_path == "auto":
-        cfg.train.fast_path = "on" if decisions["fast_path"] else "off"
-    return decisions
-
-
-def _honour_recorded_precision(
-    choice: PrecisionChoice, decisions: dict, device: torch.device
-) -> PrecisionChoice:
-    """``train.precision=auto`` on a resume: the recorded precision, or a one-line stop when
-    this machine would have decided otherwise (bf16 recorded but not native here)."""
-    recorded = decisions["precision"]
-    if recorded == choice.precision:
-        return choice
-    if recorded == "bf16":
-        raise UsageError(
-            f"this run trained in bf16, which {device} does not run natively ({choice.reason}); "
-            "pass --set train.precision=bf16 to continue anyway (slowly) or "
-            "--set train.precision=fp32 to switch precision"
-        )
-    return dataclasses.replace(
-        choice, precision="fp32", reason="fp32 recorded at the run's start", warning=None
-    )
 
 
 def _start_folder(run_dir: Path, cfg: RunConfig, plan: dict | None):

@@ -23,11 +23,12 @@ from mrtranslate.config import TrainConfig
 from mrtranslate.data.tensors import crop_shape
 from mrtranslate.directions import Direction
 from mrtranslate.errors import TrainingError
-from mrtranslate.hardware import autocast, resolve_precision
+from mrtranslate.hardware import autocast
 from mrtranslate.methods.base import Method
 from mrtranslate.progress import progress_bar
 from mrtranslate.runs import layout, save_checkpoint
 from mrtranslate.training.conv_tuning import ConvChoice, fixed_choice, tune_convolutions
+from mrtranslate.training.decisions import DIRECT, RunDecisions
 from mrtranslate.training.distributed import (
     DistInfo,
     any_rank,
@@ -123,12 +124,12 @@ class Trainer:
         cfg: the ``train`` section of the run configuration.
         data: training images.
         run_dir: folder for ``checkpoint.pt`` and TensorBoard logs.
-        device: torch device.
+        decisions: the run's device, precision, fast path and convolution algorithms, resolved
+            once (:func:`mrtranslate.training.decisions.decide`); the trainer never reads the
+            ``auto`` settings behind them.
         dist_info: process group membership (single process by default).
         progress: show a progress bar.
         writer: optional TensorBoard ``SummaryWriter``.
-        precision: the resolved precision (``fp32`` or ``bf16``); by default ``cfg.precision``
-            resolved for ``device`` (:func:`mrtranslate.hardware.resolve_precision`).
     """
 
     def __init__(
@@ -137,14 +138,15 @@ class Trainer:
         cfg: TrainConfig,
         data: TrainingData,
         run_dir: Path,
-        device: torch.device,
+        decisions: RunDecisions,
         dist_info: DistInfo | None = None,
         progress: bool = True,
         writer=None,
-        precision: str | None = None,
     ):
         self.method = method
-        self.precision = precision or resolve_precision(cfg.precision, device).precision
+        self.decisions = decisions
+        device = decisions.device
+        self.precision = decisions.precision.precision
         self.cfg = cfg
         self.data = data
         self.run_dir = Path(run_dir)
@@ -160,9 +162,7 @@ class Trainer:
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.g_params = method.generator_parameters()
         self.d_params = method.discriminator_parameters()
-        self.fast_path = cfg.fast_path == "on" or (
-            cfg.fast_path == "auto" and device.type == "cuda"
-        )
+        self.fast_path = decisions.fast_path
         if self.fast_path:  # the images live on the device: no copy from the host per step
             data = data.to(device)
             self.data = data
@@ -222,11 +222,14 @@ class Trainer:
             self.conv_choice.apply(self.method)
 
     def prepare_convolutions(self) -> ConvChoice:
-        """Choose each convolution's algorithm (once; kept on resume): measured on this machine
-        with ``train.conv_algorithm=auto``, PyTorch's direct convolution with ``direct``.
+        """Choose each convolution's algorithm (once; kept on resume) as the run decided:
+        measured on this machine, PyTorch's direct convolution, or fixed by a study plan.
         Distributed ranks take rank 0's choice, so all compute the same function."""
+        wanted = self.decisions.conv_algorithms
         if self.conv_choice is None:
-            if self.cfg.conv_algorithm == "direct":
+            if isinstance(wanted, dict):
+                choice = fixed_choice(self.method, wanted, "fixed by the study plan")
+            elif wanted == DIRECT:
                 choice = fixed_choice(self.method, {}, "train.conv_algorithm=direct")
             elif self.dist.is_main:
                 if self.progress:
