@@ -120,3 +120,15 @@ def test_readers_of_runs_never_import_training(package):
     for module, targets in _graph().items():
         if _component(module) == package:
             assert not [t for t in targets if _component(t) == "training"], module
+
+
+def test_no_function_is_longer_than_60_lines():
+    """Files stay small and single-purpose: no function or method over 60 lines."""
+    long = []
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60:
+                    long.append(f"{path.relative_to(SRC)}:{node.name} ({lines} lines)")
+    assert not long, long

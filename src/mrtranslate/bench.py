@@ -207,38 +207,13 @@ def run_bench(
         f"measuring the {'/'.join(precisions) or 'fp32'} conv and matmul ceilings on {torch_device}"
     )
     ceilings = measure_ceilings(device=torch_device, precisions=tuple(precisions or ["fp32"]))
-    results = []
-    for model in models:
-        for precision in precisions:
-            plain = None
-            for algorithm in conv_algorithms:
-                say(
-                    f"{display_name(model)} {precision} at {size[0]}x{size[1]}, batch {batch}, "
-                    f"convolutions {algorithm}"
-                )
-                res = bench_model(
-                    model,
-                    precision,
-                    size,
-                    batch,
-                    repeats,
-                    channels_last,
-                    compile_nets,
-                    torch_device,
-                    algorithm,
-                )
-                peak = ceilings[f"conv3x3_{precision}_gflops"]
-                res["train_fraction_of_conv_peak"] = res["train_gflops_per_second"] / peak
-                res["infer_b16_fraction_of_conv_peak"] = res["infer_b16_gflops_per_second"] / peak
-                matmul_bf16 = ceilings["matmul_bf16_gflops"]
-                res["train_fraction_of_matmul_bf16_peak"] = (
-                    res["train_gflops_per_second"] / matmul_bf16 if matmul_bf16 else None
-                )
-                if algorithm == "direct":
-                    plain = res
-                elif plain is not None:
-                    res["speedup_vs_direct"] = _speedups(plain, res)
-                results.append(res)
+    settings = (size, batch, repeats, channels_last, compile_nets, torch_device)
+    results = [
+        res
+        for model in models
+        for precision in precisions
+        for res in _bench_algorithms(model, precision, settings, conv_algorithms, ceilings, say)
+    ]
     say(f"evaluation measures for {metrics_images} image pairs")
     return {
         "metrics": _metrics_timing(metrics_images),
@@ -246,6 +221,51 @@ def run_bench(
         "ceilings": ceilings,
         "skipped": skipped,
         "results": results,
+    }
+
+
+def _bench_algorithms(
+    model: str, precision: str, settings: tuple, conv_algorithms, ceilings: dict, say
+) -> list[dict]:
+    """One result per convolution algorithm setting of ``model`` in ``precision``; ``auto``
+    after ``direct`` carries its speed-up over it."""
+    size, batch, repeats, channels_last, compile_nets, torch_device = settings
+    results, plain = [], None
+    for algorithm in conv_algorithms:
+        say(
+            f"{display_name(model)} {precision} at {size[0]}x{size[1]}, batch {batch}, "
+            f"convolutions {algorithm}"
+        )
+        res = bench_model(
+            model,
+            precision,
+            size,
+            batch,
+            repeats,
+            channels_last,
+            compile_nets,
+            torch_device,
+            algorithm,
+        )
+        res |= _fractions_of_peak(res, ceilings, precision)
+        if algorithm == "direct":
+            plain = res
+        elif plain is not None:
+            res["speedup_vs_direct"] = _speedups(plain, res)
+        results.append(res)
+    return results
+
+
+def _fractions_of_peak(res: dict, ceilings: dict, precision: str) -> dict:
+    """A result's achieved GFLOP/s as fractions of this machine's measured ceilings."""
+    peak = ceilings[f"conv3x3_{precision}_gflops"]
+    matmul_bf16 = ceilings["matmul_bf16_gflops"]
+    return {
+        "train_fraction_of_conv_peak": res["train_gflops_per_second"] / peak,
+        "infer_b16_fraction_of_conv_peak": res["infer_b16_gflops_per_second"] / peak,
+        "train_fraction_of_matmul_bf16_peak": (
+            res["train_gflops_per_second"] / matmul_bf16 if matmul_bf16 else None
+        ),
     }
 
 

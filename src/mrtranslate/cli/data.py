@@ -94,6 +94,15 @@ def _add_import(dsub: argparse._SubParsersAction) -> None:
         help="fraction of subjects in the test split (default 0.2)",
     )
     imp.add_argument("--test-subjects", help="file with one test subject id per line")
+    _add_import_options(imp)
+    imp.add_argument("--seed", type=int, default=0, help="seed of the random split")
+    imp.add_argument("--overwrite", action="store_true", help="replace an existing data set")
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    imp.set_defaults(func=_run_import)
+
+
+def _add_import_options(imp: argparse.ArgumentParser) -> None:
+    """The options of single formats (folders) and of scaling and citation."""
     imp.add_argument(
         "--paired",
         action="store_true",
@@ -125,10 +134,6 @@ def _add_import(dsub: argparse._SubParsersAction) -> None:
         help="how to cite the data, shown in reports (default for BIDS: dataset_description.json "
         "HowToAcknowledge/ReferencesAndLinks/DatasetDOI, else the README paragraph with a DOI)",
     )
-    imp.add_argument("--seed", type=int, default=0, help="seed of the random split")
-    imp.add_argument("--overwrite", action="store_true", help="replace an existing data set")
-    imp.add_argument("--quiet", action="store_true", help="no progress bar")
-    imp.set_defaults(func=_run_import)
 
 
 def _add_export(dsub: argparse._SubParsersAction) -> None:

@@ -10,6 +10,13 @@ from mrtranslate.directions import DIRECTIONS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _add_evaluate(sub)
+    _add_evaluate_volumes(sub)
+    _add_report(sub)
+    _add_translate(sub)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser(
         "evaluate",
         help="measure a trained model on the test split",
@@ -25,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=run_evaluate)
 
+
+def _add_evaluate_volumes(sub: argparse._SubParsersAction) -> None:
     vol = sub.add_parser(
         "evaluate-volumes",
         help="judge whole test volumes against copy-input and intensity-lookup baselines",
@@ -50,6 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     vol.add_argument("--quiet", action="store_true", help="no progress output")
     vol.set_defaults(func=run_evaluate_volumes)
 
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
     rp = sub.add_parser(
         "report",
         help="figures, tables, statistics and report.html from evaluated runs",
@@ -81,13 +92,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     rp.set_defaults(func=run_report)
 
+
+def _add_translate(sub: argparse._SubParsersAction) -> None:
     tr = sub.add_parser(
         "translate",
         help="translate whole NIfTI volumes with a trained run",
         description="Translate a NIfTI volume (or every volume of a folder) slice by slice along "
         "the axial axis, with the training preprocessing; the output keeps the input's affine "
-        "and header, is zero outside the mask, and is in the input's intensity units (each "
-        "synthetic slice times the input slice's 99.5th-percentile divisor). Given a BIDS root "
+        "and header, is zero outside the mask, and is in the input's intensity units (times the "
+        "divisor the input was scaled by: the whole volume's in-brain 99.5th percentile when the "
+        "run's data was scaled per volume, else each slice's). Given a BIDS root "
         "as --input, every sub-*/[ses-*/]anat/*_T1w (or *_T2w) image is translated into a BIDS "
         "derivative data set (default ROOT/derivatives/mrtranslate): "
         "*_desc-synthetic_T2w.nii.gz with a JSON sidecar, and dataset_description.json.",

@@ -52,6 +52,30 @@ def _pairs(root: Path, split: str, paired: bool) -> list[tuple[Path, Path]]:
     return list(zip(images_a, images_b))
 
 
+def _pair_arrays(
+    path_a: Path, path_b: Path, size: tuple[int, int], paired: bool, intensity: str
+) -> dict[str, np.ndarray]:
+    """One image pair as a split's arrays: T1w, T2w (1, H, W) float32, their divisors and the
+    mask of pixels above 0 in either."""
+    a, b = read_grey(path_a), read_grey(path_b)
+    if paired and a.shape != b.shape:
+        raise UsageError(
+            f"paired images differ in size: {path_a} is {a.shape[0]}x{a.shape[1]}, "
+            f"{path_b} is {b.shape[0]}x{b.shape[1]}; a pair must be co-registered"
+        )
+    a, b = fit_to(a, size), fit_to(b, size)
+    mask = (a > 0) | (b > 0)
+    arrays = {"mask": mask[None].astype(np.uint8)}
+    for name, image in (("t1w", a), ("t2w", b)):
+        if intensity == "robust":
+            image, divisor = scale_slice(image, mask)
+        else:
+            divisor = 1.0
+        arrays[name] = image[None].astype(np.float32)
+        arrays[f"scale_{name}"] = np.array([divisor], dtype=np.float32)
+    return arrays
+
+
 def import_folders(
     root: str | Path,
     out: str | Path,
@@ -87,22 +111,7 @@ def import_folders(
             for path_a, path_b in progress_bar(
                 items, desc=f"reading {split}", unit="img", disable=not progress
             ):
-                a, b = read_grey(path_a), read_grey(path_b)
-                if options.paired and a.shape != b.shape:
-                    raise UsageError(
-                        f"paired images differ in size: {path_a} is {a.shape[0]}x{a.shape[1]}, "
-                        f"{path_b} is {b.shape[0]}x{b.shape[1]}; a pair must be co-registered"
-                    )
-                a, b = fit_to(a, size), fit_to(b, size)
-                mask = (a > 0) | (b > 0)
-                arrays = {"mask": mask[None].astype(np.uint8)}
-                for name, image in (("t1w", a), ("t2w", b)):
-                    if intensity == "robust":
-                        image, divisor = scale_slice(image, mask)
-                    else:
-                        divisor = 1.0
-                    arrays[name] = image[None].astype(np.float32)
-                    arrays[f"scale_{name}"] = np.array([divisor], dtype=np.float32)
+                arrays = _pair_arrays(path_a, path_b, size, options.paired, intensity)
                 writer.add(path_a.stem, arrays)
             writer.close()
         _write_meta(

@@ -343,6 +343,28 @@ def _split(subjects: list[str], options: ImportOptions) -> dict[str, list[str]]:
     return splits
 
 
+def _find_subjects(fmt: str, root: Path, options: ImportOptions) -> tuple[Path, list]:
+    """The source (root folder or CSV file) and its subjects, each once; usage errors else."""
+    if fmt == "pairs":
+        if not options.csv:
+            raise UsageError("--format pairs needs --csv FILE")
+        source = Path(options.csv)
+        subjects = find_pairs(source)
+    else:
+        if not root.is_dir():
+            raise UsageError(f"--root folder not found: {root}")
+        source = root
+        subjects = find_hcp(root) if fmt == "hcp" else find_bids(root)
+    if not subjects:
+        raise UsageError(f"no {fmt} subjects found under {root}")
+    ids = [s.subject for s in subjects]
+    if len(set(ids)) != len(ids):
+        raise UsageError(
+            f"subject {next(s for s in ids if ids.count(s) > 1)} appears more than once"
+        )
+    return source, subjects
+
+
 def import_volumes(
     fmt: str,
     root: str | Path,
@@ -353,26 +375,11 @@ def import_volumes(
 ) -> Path:
     """Import NIfTI subjects (hcp, bids or pairs) into a data set at ``out``."""
     root, out = Path(root), Path(out)
-    if fmt == "pairs":
-        if not options.csv:
-            raise UsageError("--format pairs needs --csv FILE")
-        csv_path = Path(options.csv)
-        subjects = find_pairs(csv_path)
-    else:
-        if not root.is_dir():
-            raise UsageError(f"--root folder not found: {root}")
-        subjects = find_hcp(root) if fmt == "hcp" else find_bids(root)
-    if not subjects:
-        raise UsageError(f"no {fmt} subjects found under {root}")
+    source, subjects = _find_subjects(fmt, root, options)
     check_output_folder(out, overwrite)
     resolve_scale(options.scale, 1)  # a bad --scale fails before any volume is read
     default_slice = 120 if fmt == "hcp" else None
     size = options.size or ((304, 256) if fmt == "hcp" else None)
-    ids = [s.subject for s in subjects]
-    if len(set(ids)) != len(ids):
-        raise UsageError(
-            f"subject {next(s for s in ids if ids.count(s) > 1)} appears more than once"
-        )
     participants = list(dict.fromkeys(s.participant for s in subjects))
     by_participant = _split(participants, options)
     side = {p: split for split, members in by_participant.items() for p in members}
@@ -399,7 +406,7 @@ def import_volumes(
         _write_meta(
             tmp,
             fmt,
-            root if fmt != "pairs" else csv_path,
+            source,
             size,
             _spacing(by_id[subjects[0].subject], options.axis),
             splits,

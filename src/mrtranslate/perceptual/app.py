@@ -165,7 +165,7 @@ def create_app(study_dir: str | Path) -> FastAPI:
 
 def _reader_routes(app: FastAPI, study: _Study) -> None:
     """The welcome page, personal links, the next image, answers and the images."""
-    folder, known_images = study.folder, set(study.image_ids)
+    folder = study.folder
 
     @app.get("/", response_class=HTMLResponse)
     def welcome():
@@ -191,6 +191,14 @@ def _reader_routes(app: FastAPI, study: _Study) -> None:
         finally:
             conn.close()
         return pages.reader(token)
+
+    _answer_routes(app, study)
+    _image_route(app, study)
+
+
+def _answer_routes(app: FastAPI, study: _Study) -> None:
+    """A reader's next image and answers (each image once, in the reader's own order)."""
+    folder, known_images = study.folder, set(study.image_ids)
 
     @app.get("/api/r/{token}/next")
     def next_image(token: str):
@@ -229,8 +237,6 @@ def _reader_routes(app: FastAPI, study: _Study) -> None:
         if not stored:
             raise HTTPException(409, "this image was already answered; answers cannot change")
         return {"stored": True, "answered": answered, "total": len(order)}
-
-    _image_route(app, study)
 
 
 def _image_route(app: FastAPI, study: _Study) -> None:

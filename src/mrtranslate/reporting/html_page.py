@@ -195,6 +195,22 @@ def _resolution_note(summary: EvalSummary) -> str:
     )
 
 
+def _data_and_settings(summaries: list[EvalSummary], citation: str | None) -> list[str]:
+    first = summaries[0]
+    shape = "x".join(str(v) for v in first.evaluation_shape)
+    models = ", ".join(s.display_name for s in summaries)
+    precisions = ", ".join(sorted({str(s.training.get("precision")) for s in summaries}))
+    return [
+        "<h2>Data and settings</h2>",
+        _resolution_note(first),
+        f"<p>Data set: <code>{escape(first.data)}</code>; {first.test_images} test images "
+        f"per contrast, compared at {shape} pixels (the runs' working resolution). Models: "
+        f"{escape(models)}; profile {escape(str(first.profile))}; training precision "
+        f"{escape(precisions)}.</p>",
+        f"<p class=note>Data: please cite {escape(citation)}</p>" if citation else "",
+    ]
+
+
 def render_page(
     summaries: list[EvalSummary],
     runs: list[Path],
@@ -203,22 +219,11 @@ def render_page(
     subject: str,
     extra: dict | None = None,
 ) -> str:
-    first = summaries[0]
     extra = extra or {}
-    shape = "x".join(str(v) for v in first.evaluation_shape)
-    models = ", ".join(s.display_name for s in summaries)
-    citation = extra.get("citation")
     sections = [
         f"<h1>mrtranslate report</h1><p class=small>mrtranslate {__version__}; runs: "
         f"{escape(', '.join(str(r) for r in runs))}</p>",
-        "<h2>Data and settings</h2>",
-        _resolution_note(first),
-        f"<p>Data set: <code>{escape(first.data)}</code>; {first.test_images} test images "
-        f"per contrast, compared at {shape} pixels (the runs' working resolution). Models: "
-        f"{escape(models)}; profile {escape(str(first.profile))}; training precision "
-        f"{escape(', '.join(sorted({str(s.training.get('precision')) for s in summaries})))}."
-        "</p>",
-        f"<p class=note>Data: please cite {escape(citation)}</p>" if citation else "",
+        *_data_and_settings(summaries, extra.get("citation")),
         _settings(runs),
         extra.get("volume_html", ""),
         "<h2>Figure 1: error measures</h2><p>Mean per model and direction over the test images, "

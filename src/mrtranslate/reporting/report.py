@@ -148,6 +148,15 @@ def _volume_section(folder: str | Path | None, out: Path) -> dict:
     return {"volumes": summary, "volume_html": volume_html(summary, pictures)}
 
 
+def _write_tables(out: Path, summaries: list, tables: dict[str, list]) -> None:
+    """Each table as CSV, and the summary tables as Markdown (``summary.md``)."""
+    for name, rows in tables.items():
+        write_text_atomic(out / f"{name}.csv", _csv(rows))
+    whole, mask = summary_markdown(summaries), summary_markdown(summaries, "_mask")
+    text = f"## Whole image\n\n{whole}\n\n## Inside the brain mask\n\n{mask}\n"
+    write_text_atomic(out / "summary.md", text)
+
+
 def build_report(
     runs: list[str | Path],
     out: str | Path,
@@ -186,17 +195,7 @@ def build_report(
         "summary_mask": summary_rows(summaries, variant="_mask"),
         "statistics": _statistics(summaries, metric_rows),
     }
-    for name, rows in tables.items():
-        write_text_atomic(out / f"{name}.csv", _csv(rows))
-    markdown = {"whole": summary_markdown(summaries), "mask": summary_markdown(summaries, "_mask")}
-    write_text_atomic(
-        out / "summary.md",
-        "## Whole image\n\n"
-        + markdown["whole"]
-        + "\n\n## Inside the brain mask\n\n"
-        + markdown["mask"]
-        + "\n",
-    )
+    _write_tables(out, summaries, tables)
     write_json_atomic(
         out / "report.json",
         {

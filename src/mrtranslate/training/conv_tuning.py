@@ -223,6 +223,68 @@ def _fastest(seconds: dict[str, float], baseline: str, min_gain: float) -> str:
     return best if seconds[best] <= (1 - min_gain) * seconds[baseline] else baseline
 
 
+def _time_each_layer(
+    probe, batch: dict[str, torch.Tensor], autocast: Callable, repeats: int, fp32: bool
+) -> tuple[dict[str, dict[str, float]], list[dict]]:
+    """Per layer: summed seconds of each candidate algorithm over the layer's input shapes
+    (infinite where it disagrees with direct), and the measurements as recorded."""
+    shapes = record_input_shapes(probe, batch, autocast)
+    cache: dict[tuple, dict[str, float]] = {}
+    measurements = []
+    totals: dict[str, dict[str, float]] = {}  # per layer: summed seconds per algorithm
+    tolerance = TOLERANCE["fp32" if fp32 else "bf16"]
+    for name, layer in conv_layers(probe).items():
+        candidates = [a for a in layer.candidates() if fp32 or a not in FP32_ONLY]
+        totals[name] = dict.fromkeys(candidates, 0.0)
+        for shape in shapes.get(name, []):
+            key = _signature(layer, shape)
+            if key not in cache:
+                others = [a for a in candidates if a != "direct"]
+                errors = errors_against_direct(layer, shape, others, autocast)
+                # an algorithm that disagrees with direct is never chosen, however fast
+                cache[key] = {
+                    algorithm: time_layer(layer, shape, algorithm, autocast, repeats)
+                    if errors.get(algorithm, 0.0) <= tolerance
+                    else float("inf")
+                    for algorithm in candidates
+                }
+                measurements.append(_measurement(name, shape, cache[key], errors, tolerance))
+            for algorithm, seconds in cache[key].items():
+                totals[name][algorithm] += seconds
+    return totals, measurements
+
+
+def _measurement(name, shape, seconds: dict, errors: dict, tolerance: float) -> dict:
+    return {
+        "layer": name,
+        "shape": list(shape),
+        "ms": {a: round(1e3 * s, 3) if s < float("inf") else None for a, s in seconds.items()},
+        "max_error": {a: float(f"{e:.2e}") for a, e in errors.items()},
+        "rejected": sorted(a for a, e in errors.items() if e > tolerance),
+    }
+
+
+def _check_on_whole_steps(
+    probe, batch, autocast, choice: dict, totals: dict, min_gain: float, measurements: list
+) -> dict[str, str]:
+    """The per-layer ``choice`` if whole training steps confirm it (against all direct, and
+    without NNPACK when it is used), else the faster of those; recorded in ``measurements``."""
+    sets = {"per-layer choice": choice, "all direct": dict.fromkeys(choice, "direct")}
+    if "nnpack" in choice.values():
+        sets["without NNPACK"] = {
+            name: _fastest({a: s for a, s in t.items() if a != "nnpack"}, "direct", min_gain)
+            for name, t in totals.items()
+        }
+    whole = {}
+    for label, algorithms in sets.items():
+        set_algorithms(probe, algorithms)
+        whole[label] = time_whole_steps(probe, batch, autocast)
+    chosen = _fastest(whole, "all direct", min_gain / 2)
+    rounded = {k: round(v, 4) for k, v in whole.items()}
+    measurements.append({"whole_step_seconds": {"chosen": chosen, **rounded}})
+    return sets[chosen]
+
+
 def tune_convolutions(
     method,
     batch: dict[str, torch.Tensor],
@@ -247,58 +309,12 @@ def tune_convolutions(
     """
     start = time.perf_counter()
     probe = copy.deepcopy(method)  # all measuring happens on this copy
-    shapes = record_input_shapes(probe, batch, autocast)
-    cache: dict[tuple, dict[str, float]] = {}
-    measurements = []
-    totals: dict[str, dict[str, float]] = {}  # per layer: summed seconds per algorithm
-    tolerance = TOLERANCE["fp32" if fp32 else "bf16"]
-    for name, layer in conv_layers(probe).items():
-        candidates = [a for a in layer.candidates() if fp32 or a not in FP32_ONLY]
-        totals[name] = dict.fromkeys(candidates, 0.0)
-        for shape in shapes.get(name, []):
-            key = _signature(layer, shape)
-            if key not in cache:
-                others = [a for a in candidates if a != "direct"]
-                errors = errors_against_direct(layer, shape, others, autocast)
-                # an algorithm that disagrees with direct is never chosen, however fast
-                cache[key] = {
-                    algorithm: time_layer(layer, shape, algorithm, autocast, repeats)
-                    if errors.get(algorithm, 0.0) <= tolerance
-                    else float("inf")
-                    for algorithm in candidates
-                }
-                ms = {
-                    a: round(1e3 * s, 3) if s < float("inf") else None
-                    for a, s in cache[key].items()
-                }
-                rejected = sorted(a for a, e in errors.items() if e > tolerance)
-                measurements.append(
-                    {
-                        "layer": name,
-                        "shape": list(shape),
-                        "ms": ms,
-                        "max_error": {a: float(f"{e:.2e}") for a, e in errors.items()},
-                        "rejected": rejected,
-                    }
-                )
-            for algorithm, seconds in cache[key].items():
-                totals[name][algorithm] += seconds
+    totals, measurements = _time_each_layer(probe, batch, autocast, repeats, fp32)
     choice = {name: _fastest(t, "direct", min_gain) for name, t in totals.items()}
     if check_steps and any(a != "direct" for a in choice.values()):
-        sets = {"per-layer choice": choice, "all direct": dict.fromkeys(choice, "direct")}
-        if "nnpack" in choice.values():
-            sets["without NNPACK"] = {
-                name: _fastest({a: s for a, s in t.items() if a != "nnpack"}, "direct", min_gain)
-                for name, t in totals.items()
-            }
-        whole = {}
-        for label, algorithms in sets.items():
-            set_algorithms(probe, algorithms)
-            whole[label] = time_whole_steps(probe, batch, autocast)
-        chosen = _fastest(whole, "all direct", min_gain / 2)
-        choice = sets[chosen]
-        rounded = {k: round(v, 4) for k, v in whole.items()}
-        measurements.append({"whole_step_seconds": {"chosen": chosen, **rounded}})
+        choice = _check_on_whole_steps(
+            probe, batch, autocast, choice, totals, min_gain, measurements
+        )
     result = ConvChoice(
         choice,
         reason=f"measured forward+backward per layer shape; kept an algorithm other than direct "

@@ -207,6 +207,15 @@ def _decide(cfg: RunConfig, state: dict | None, plan: Plan | None) -> tuple[RunD
 
 
 def _announce(setup: _Setup, decisions: RunDecisions, progress: bool):
+    kept = (setup.state or {}).get("decisions")
+    if kept and progress:
+        path = "fast path" if kept["fast_path"] else "plain path"
+        print(
+            f"resuming with the decisions recorded at the run's start: {kept['device']}, "
+            f"{kept['precision']}, {path} (settings left at auto keep them; --set changes "
+            "them)",
+            flush=True,
+        )
     choice, device = decisions.precision, decisions.device
     if choice.warning:
         print(f"mrtranslate: warning: {choice.warning}", file=sys.stderr, flush=True)
@@ -284,9 +293,8 @@ def train_run(
     steps of this call (for tests and time-boxed jobs); the run can be resumed later.
     ``request``: how to configure the run (typed; by default ``profile`` and the ``--set``
     strings ``overrides``). Its plan is recorded in ``config.json`` and ``run.json`` and fixes
-    the algorithm of each convolution layer (layers it does not name are computed directly)
-    instead of measuring them (``train.conv_algorithm``); a resumed run keeps those of its
-    checkpoint.
+    each convolution layer's algorithm (unnamed layers: direct) instead of measuring them
+    (``train.conv_algorithm``); a resumed run keeps those of its checkpoint.
     """
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     request = request or RunRequest(profile=profile, overrides=tuple(overrides or ()))
@@ -295,15 +303,6 @@ def train_run(
     cfg = setup.cfg
     decisions, dist_info = _decide(cfg, setup.state, request.plan)
     if dist_info.is_main:
-        kept = (setup.state or {}).get("decisions")
-        if kept and progress:
-            path = "fast path" if kept["fast_path"] else "plain path"
-            print(
-                f"resuming with the decisions recorded at the run's start: {kept['device']}, "
-                f"{kept['precision']}, {path} (settings left at auto keep them; --set changes "
-                "them)",
-                flush=True,
-            )
         _announce(setup, decisions, progress)
     try:
         seed_everything(cfg.train.seed)

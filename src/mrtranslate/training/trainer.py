@@ -152,14 +152,14 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.device = device
         self.dist = dist_info or DistInfo()
+        if cfg.batch_size % self.dist.world_size:
+            raise ValueError(
+                f"train.batch_size ({cfg.batch_size}) must be divisible by the "
+                f"number of processes ({self.dist.world_size})"
+            )
         self.progress = progress and self.dist.is_main
         self.writer = writer if self.dist.is_main else None
-        if cfg.channels_last:
-            method.to(memory_format=torch.channels_last)
-        if cfg.compile:
-            for net in [*method.generators().values(), *method.discriminators().values()]:
-                net.compile()
-        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self._prepare_networks()
         self.g_params = method.generator_parameters()
         self.d_params = method.discriminator_parameters()
         self.fast_path = decisions.fast_path
@@ -183,17 +183,23 @@ class Trainer:
         }
         self.opt_g = torch.optim.Adam(self.g_params, **adam)
         self.opt_d = torch.optim.Adam(self.d_params, **adam) if self.d_params else None
-        if cfg.batch_size % self.dist.world_size:
-            raise ValueError(
-                f"train.batch_size ({cfg.batch_size}) must be divisible by the "
-                f"number of processes ({self.dist.world_size})"
-            )
         self.steps_per_epoch = cfg.steps_per_epoch or math.ceil(len(data) / cfg.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.decay_steps = self.steps_per_epoch * cfg.decay_epochs
         self.state = TrainState()
         self.conv_choice: ConvChoice | None = None
         self._order_cache: tuple | None = None  # (epoch, host orders, orders by the images)
+
+    def _prepare_networks(self) -> None:
+        """Channels-last memory and ``torch.compile`` as the ``train`` settings ask."""
+        if self.cfg.channels_last:
+            self.method.to(memory_format=torch.channels_last)
+        if self.cfg.compile:
+            nets = [*self.method.generators().values(), *self.method.discriminators().values()]
+            for net in nets:
+                net.compile()
+        channels_last = self.cfg.channels_last
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
