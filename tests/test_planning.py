@@ -337,3 +337,14 @@ def test_the_planned_size_is_always_measured_with_the_algorithms_it_fixes(monkey
             "g_t1_to_t2.model.1": f"winograd@{trained[0]}x{trained[1]}"
         }
     assert plan.estimated_seconds <= 0.9 * 60 * 60  # a tenth of the budget stays as margin
+
+
+def test_native_plans_grow_the_crop_before_the_steps_reach_600():
+    """At equal work, larger crops measured better than more steps: once a larger crop gets
+    NATIVE_TARGET_STEPS the plan takes it (filling the budget with steps there)."""
+    from mrtranslate.planning import NATIVE_TARGET_STEPS
+
+    assert NATIVE_TARGET_STEPS < TARGET_STEPS
+    for minutes in (30, 60):
+        plan = _native_plan(AVX2, minutes)
+        assert plan.crop > 64 and NATIVE_TARGET_STEPS <= plan.steps < TARGET_STEPS
