@@ -4,6 +4,7 @@ once); older run folders, written when every model shared one flat set of keys, 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -189,3 +190,19 @@ def test_decide_resolves_each_setting_once():
     assert plan == {"g_t1_to_t2.net.0": "winograd"}
     assert decide(dataclasses.replace(cfg, conv_algorithm="direct")).conv_algorithms == DIRECT
     assert decide(dataclasses.replace(cfg, precision="fp32")).precision.precision == "fp32"
+
+
+def test_models_lists_each_models_own_settings(capsys):
+    from mrtranslate.cli import main
+
+    assert main(["models", "--settings", "--profile", "quick"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    unit = next(i for i, line in enumerate(lines) if line.startswith("UNIT"))
+    simple = next(i for i, line in enumerate(lines) if line.startswith("Simple"))
+    unit_settings = next(line for line in lines[unit:] if "settings (quick)" in line)
+    assert "net.dropout=0.0" in unit_settings and "loss.kl=0.1" in unit_settings
+    simple_settings = next(line for line in lines[simple:] if "settings (quick)" in line)
+    assert "net.width=256" in simple_settings and "net.blocks" not in simple_settings
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["settings"]["net.width"] == 32  # the paper's CycleGAN generator

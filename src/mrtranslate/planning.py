@@ -21,8 +21,9 @@ at the data's resolution (no down-sampling) and training uses random square crop
 brain (``train.crop``); the ladder's rungs are crop sides instead of down-sampling factors
 (``BASE_CROP`` is the base rung, smaller crops below it, larger ones above, the whole image
 last), and a larger crop is taken as soon as it gets ``NATIVE_TARGET_STEPS`` (fewer than
-``TARGET_STEPS``: at equal work larger crops measured better). A rung's key is ``sqrt(image pixels / crop pixels)``, so larger keys stay cheaper, as
-with factors. Evaluation and the whole-volume judgement translate whole slices at full size.
+``TARGET_STEPS``: at equal work larger crops measured better). A rung's key is
+``sqrt(image pixels / crop pixels)``, so larger keys stay cheaper, as with factors.
+Evaluation and the whole-volume judgement translate whole slices at full size.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ MIN_STEPS = 210  # a sensible minimum (35 x 6): every model already beats copyin
 TARGET_STEPS = 600  # steps reached at the base size before the images grow
 # Native mode (crops of volume data): the crops grow once a larger one gets this many steps.
 # Measured (Generators_s, three open-ms folds, equal work): 96x96 crops with 360 steps beat
-# 64x64 with 804 in MAE on every fold (r equal or better: +0.00 / +0.01 / +0.06), 128x128 with
+# 64x64 with 804 in MAE on every fold (r -0.00 / +0.01 / +0.06), 128x128 with
 # 204 steps did not; 112x112 with 402 steps matched 80x80 with 786 (README, "Crop or steps").
 NATIVE_TARGET_STEPS = 360
 STEP_MULTIPLE = 6  # steps are a multiple of the quick profile's 6 epochs
