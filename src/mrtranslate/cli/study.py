@@ -49,7 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=names(),
         help="models to train (default: all registered models)",
     )
-    add_overrides(st, "config override applied to every model")
+    add_overrides(
+        st, "config override for every chosen model that has the key (a key none has is refused)"
+    )
     add_device(st)
     add_precision(st, default="auto")
     st.add_argument("--seed", type=int, default=0, help="seed of the phantom and the training")
