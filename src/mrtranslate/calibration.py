@@ -9,6 +9,7 @@ a pure function of measurements). The planned size is always one that was measur
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -42,8 +43,8 @@ def random_data_trainer(
 ) -> Iterator[Trainer]:
     """A trainer of ``model`` (config ``cfg``) on random images, in a temporary run folder, in
     ``precision`` (already resolved: ``fp32`` or ``bf16``) on ``device``."""
-    cfg.train.precision = precision
-    decisions = decide(cfg.train, device)
+    train = dataclasses.replace(cfg.train, precision=precision)  # the caller's cfg unchanged
+    decisions = decide(train, device)
     torch.manual_seed(0)
     method = build_method(model, cfg.net, cfg.loss, size).to(device)
     channels = cfg.net.context  # 2.5D: stacks of neighbouring slices
@@ -52,7 +53,7 @@ def random_data_trainer(
         t2w=torch.rand(max(batch, 4), channels, *size) * 2 - 1,
     )
     with tempfile.TemporaryDirectory() as tmp:
-        yield Trainer(method, cfg.train, data, Path(tmp), decisions, progress=False)
+        yield Trainer(method, train, data, Path(tmp), decisions, progress=False)
 
 
 def quick_step_seconds(
