@@ -43,6 +43,21 @@ def test_resume_across_plain_and_fast_paths(small_phantom, tmp_path, first, then
     assert state["opt_g"]["param_groups"][0]["fused"] == (True if then == "on" else None)
 
 
+def _without_native_bf16(monkeypatch) -> None:
+    """``train.precision=auto`` resolves to fp32, as on a CPU without native bf16 (these tests
+    must not depend on the CPU they run on: an AVX-512 CPU with bf16 would choose bf16)."""
+    from mrtranslate import hardware
+
+    real = hardware.resolve_precision
+
+    def fp32_for_auto(requested, device):
+        if requested == "auto":
+            return hardware.PrecisionChoice("auto", "fp32", "cpu", False, "no native bf16 (test)")
+        return real(requested, device)
+
+    monkeypatch.setattr("mrtranslate.training.run.resolve_precision", fp32_for_auto)
+
+
 def test_resume_keeps_the_recorded_decisions_instead_of_deciding_again(
     small_phantom, tmp_path, monkeypatch, capsys
 ):
@@ -52,6 +67,7 @@ def test_resume_keeps_the_recorded_decisions_instead_of_deciding_again(
     from mrtranslate.training import trainer as trainer_module
 
     run = tmp_path / "run"
+    _without_native_bf16(monkeypatch)
     _tiny("generators_s", small_phantom, run, ["train.precision=auto"], stop_after=2)
     started = torch.load(layout.checkpoint_path(run), weights_only=False)["decisions"]
     assert started == {"device": "cpu", "precision": "fp32", "fast_path": False}
@@ -102,6 +118,7 @@ def test_resume_of_a_bf16_run_where_bf16_is_not_native_stops(
     state = torch.load(path, weights_only=False)
     state["decisions"]["precision"] = "bf16"  # recorded on a machine with native bf16
     torch.save(state, path)
+    _without_native_bf16(monkeypatch)  # and this one has none
     args = ["train", "--model", "simple", "--data", str(small_phantom), "--out", str(run)]
     err = usage_error(capsys, [*args, "--resume", "--set", "train.precision=auto"])
     assert "train.precision=fp32" in err and "train.precision=bf16" in err

@@ -301,6 +301,33 @@ def test_native_plan_counts_the_whole_volume_judgement():
                for m in plan.models)  # fmt: skip
 
 
+def test_native_plans_pay_for_translating_in_tiles_of_the_crop():
+    """Runs trained on crops translate in overlapping tiles (inference/batches.py): the cost
+    model counts the tiles' pixels, and a whole-image rung counts the image once."""
+    from mrtranslate.inference.batches import tile_starts
+    from mrtranslate.planning import candidate_crops, crop_key
+
+    crops, _ = candidate_crops(REAL)
+    cost = CostModel(
+        models=("generators_s",),
+        data_shape=REAL,
+        test_images=100,
+        metric_seconds_per_pixel=0.0,  # translation alone
+        step_seconds={("generators_s", crop_key(REAL, 64)): 0.15},
+        crops=crops,
+        volume_slices=182,
+    )
+    key = crop_key(REAL, 96)
+    tiles = len(tile_starts(220, 96)) * len(tile_starts(184, 96))
+    assert tiles > 4 and cost.translated_pixels(key) == tiles * 96 * 96
+    whole = [k for k, side in crops.items() if side == 0][0]
+    assert cost.translated_pixels(whole) == 220 * 184
+    # A tile costs an 80th of a training step on crops of its size (batch 4), per image.
+    images = 100 * 2 * 1.4 + 182 * 2  # the test split (translated and timed) and the volumes
+    expected = images * tiles * cost.model_step("generators_s", key) / 80
+    assert cost.evaluate_seconds("generators_s", key) - 2.0 == pytest.approx(expected)
+
+
 def test_the_planned_size_is_always_measured_with_the_algorithms_it_fixes(monkeypatch):
     """Calibration measures the base crop first; with a generous budget the plan picks a larger
     crop, which must then be measured (however long calibration took), and every model's plan

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 
 from mrtranslate.config import RunConfig
 from mrtranslate.data.tensors import auto_downsample, crop_shape, working_shape
+from mrtranslate.inference.batches import tile_starts
 
 MIN_STEPS = 210  # a sensible minimum (35 x 6): every model already beats copying the input
 TARGET_STEPS = 600  # steps reached at the base size before the images grow
@@ -296,12 +297,20 @@ class CostModel:
         h, w = self.eval_shape(factor)
         return h * w
 
+    def translated_pixels(self, factor: float) -> int:
+        """Pixels a generator computes to translate one whole image: in native mode the
+        overlapping tiles of the training crop (inference/batches.py), else the image."""
+        if self.crops is None:
+            return self.eval_pixels(factor)
+        (height, width), (th, tw) = self.eval_shape(factor), self.train_shape(factor)
+        return len(tile_starts(height, th)) * len(tile_starts(width, tw)) * th * tw
+
     def _image_seconds(self, model: str, factor: float) -> float:
         """One generator forward of a whole image: a 32nd of a training step (batch 4) of the
-        same size; in native mode, where a large whole slice is translated after training on
-        small crops, an 80th of the step scaled by pixels (measured on 2 cores: 0.05-0.08 s
-        per 220x184 slice against a 0.29 s step on 48x48 crops)."""
-        ratio = self.eval_pixels(factor) / self.pixels(factor)
+        same size; in native mode, where a large whole slice is translated in tiles after
+        training on small crops, an 80th of the step scaled by pixels (measured on 2 cores:
+        0.05-0.08 s per 220x184 slice against a 0.29 s step on 48x48 crops)."""
+        ratio = self.translated_pixels(factor) / self.pixels(factor)
         return self.model_step(model, factor) * ratio / (32 if self.crops is None else 80)
 
     def model_step(self, model: str, factor: float) -> float:

@@ -178,7 +178,7 @@ def _open_test_data(run: LoadedRun, run_dir, data_dir) -> tuple[Dataset, Path]:
 
 def _synthesis_timing(run: LoadedRun, images: torch.Tensor, direction, batch_size: int) -> dict:
     """Median seconds per image at batch 1 and at ``batch_size``."""
-    common = {"device": run.device, "precision": run.precision}
+    common = {"device": run.device, "precision": run.precision, "tile": run.tile}
     return {
         "seconds_per_image_batch1": time_synthesis(run.method, images, direction, 1, **common),
         f"seconds_per_image_batch{batch_size}": time_synthesis(
@@ -209,7 +209,7 @@ def evaluate_run(
     for direction in DIRECTIONS:
         src, dst = direction.source, direction.target
         fake = translate_stack(
-            run.method, inputs[src], direction, batch_size, run.device, run.precision
+            run.method, inputs[src], direction, batch_size, run.device, run.precision, run.tile
         )
         if run.config.loss.brain_only:  # trained for the brain only: background outside it
             fake = torch.where(torch.from_numpy(tensors["mask"])[:, None], fake, -1.0)

@@ -2,6 +2,12 @@
 
 Inputs are (N, C, h, w) float32 stacks in [-1, 1] (the model range; C = the method's 2.5D
 context, 1 for single slices); outputs are the centre slice's translation, (N, 1, h, w).
+
+**Tiles.** A model trained on crops (``train.crop``) translates in overlapping tiles of its
+training crop, blended with a window that falls off towards each tile's edges: its instance
+normalisation then sees the statistics it was trained on (a whole slice holds far more
+background than a crop centred on the brain, which shifts every normalised feature; measured in
+the README, "Tiles of the training crop").
 """
 
 from __future__ import annotations
@@ -17,6 +23,32 @@ from mrtranslate.methods.base import Method
 # 42 at 4, 52 at 8 and 64 at 16 (larger batches leave the caches). On the CPU a batch is
 # therefore run in micro-batches of 2; on a GPU the whole batch goes at once.
 CPU_MICRO_BATCH = 2
+TILE_STRIDE = 0.75  # tiles start every TILE_STRIDE * tile pixels (overlap: the window's ramp)
+
+
+def tile_starts(length: int, tile: int) -> list[int]:
+    """Start offsets of tiles of ``tile`` pixels covering ``length`` pixels, every
+    :data:`TILE_STRIDE` tiles, the last one flush with the end."""
+    if length <= tile:
+        return [0]
+    stride = max(1, round(tile * TILE_STRIDE))
+    starts = list(range(0, length - tile + 1, stride))
+    if starts[-1] != length - tile:
+        starts.append(length - tile)
+    return starts
+
+
+def tile_window(shape: tuple[int, int]) -> torch.Tensor:
+    """(h, w) float32 blending weights of one tile: 1 in the middle, falling linearly over the
+    outer quarter of each side to 1/(side/4) at the edge pixels (never 0, so every pixel of an
+    image is covered by a positive weight)."""
+
+    def ramp(n: int) -> torch.Tensor:
+        up = torch.arange(1, n + 1, dtype=torch.float32)
+        edge = torch.minimum(up, up.flip(0))
+        return edge.clamp(max=max(n / 4, 1.0)) / max(n / 4, 1.0)
+
+    return ramp(shape[0])[:, None] * ramp(shape[1])[None, :]
 
 
 def memory_format(module: torch.nn.Module) -> torch.memory_format:
@@ -37,18 +69,24 @@ def translate_stack(
     batch_size: int = 16,
     device: torch.device | str = "cpu",
     precision: str = "fp32",
+    tile: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Translate (N, C, h, w) stacks in [-1, 1] (C = ``method.context``); returns the centre
     slice's translation, (N, 1, h, w) float32 in [-1, 1] on the CPU.
 
     Runs in eval mode under ``inference_mode``, in the networks' memory format, in micro-batches
     of :data:`CPU_MICRO_BATCH` on the CPU and, for ``precision='bf16'``, with bf16 autocast.
+    ``tile`` (th, tw): translate overlapping tiles of that size (a model trained on crops of
+    it) and blend them with :func:`tile_window`; None or a tile the image fits in: whole images.
     """
     context = method.context
     if images.shape[1] != context:
         raise ValueError(
             f"the model translates stacks of {context} slices, got {images.shape[1]} channels"
         )
+    height, width = images.shape[-2:]
+    if tile is not None and (tile[0] < height or tile[1] < width):
+        return _translate_tiles(method, images, direction, batch_size, device, precision, tile)
     centre = slice(context // 2, context // 2 + 1)
     method.eval()
     outputs = []
@@ -65,6 +103,23 @@ def translate_stack(
     return torch.cat(outputs)
 
 
+def _translate_tiles(method, images, direction, batch_size, device, precision, tile):
+    """:func:`translate_stack` over overlapping tiles (all tiles of the images in one stack),
+    blended: the window-weighted mean per pixel."""
+    count, height, width = images.shape[0], *images.shape[-2:]
+    th, tw = min(tile[0], height), min(tile[1], width)
+    corners = [(y, x) for y in tile_starts(height, th) for x in tile_starts(width, tw)]
+    tiles = torch.cat([images[:, :, y : y + th, x : x + tw] for y, x in corners])
+    fakes = translate_stack(method, tiles, direction, batch_size * len(corners), device, precision)
+    window = tile_window((th, tw))
+    total = torch.zeros(count, 1, height, width)
+    weight = torch.zeros(height, width)
+    for (y, x), fake in zip(corners, fakes.view(len(corners), count, 1, th, tw)):
+        total[:, :, y : y + th, x : x + tw] += fake * window
+        weight[y : y + th, x : x + tw] += window
+    return (total / weight).clamp(-1, 1)
+
+
 @torch.inference_mode()
 def time_synthesis(
     method: Method,
@@ -74,15 +129,16 @@ def time_synthesis(
     repeats: int = 16,
     device: torch.device | str = "cpu",
     precision: str = "fp32",
+    tile: tuple[int, int] | None = None,
 ) -> float:
     """Median seconds per image when translating ``batch_size`` images per call of
-    :func:`translate_stack` (after one warm-up call)."""
+    :func:`translate_stack` (after one warm-up call; ``tile`` as there)."""
     n = max(1, min(batch_size, images.shape[0]))
     block = images[:n]
     times = []
     for i in range(1 + max(1, repeats // n)):
         start = time.perf_counter()
-        translate_stack(method, block, direction, n, device=device, precision=precision)
+        translate_stack(method, block, direction, n, device=device, precision=precision, tile=tile)
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
         if i:  # the first call is a warm-up

@@ -117,6 +117,7 @@ def _translate_canonical(
             batch_size,
             device=run.device,
             precision=run.precision,
+            tile=run.tile,
         )
         fake01 = to_data_range(resize(fake, data_shape))[:, 0].numpy()
         for k, image01 in zip(chunk, fake01):

@@ -51,6 +51,13 @@ class LoadedRun:
         data = self.record.data if isinstance(self.record.data, dict) else {}
         return data.get("intensity_scale") or "slice"
 
+    @property
+    def tile(self) -> tuple[int, int] | None:
+        """(h, w) of the training crops when the run trained on crops smaller than its images
+        (translation then runs in tiles of that size: inference/batches.py), else None."""
+        crop = crop_shape(self.model_image_shape, self.config.train.crop)
+        return None if crop == tuple(self.model_image_shape) else crop
+
     def resolution_warning(self) -> str | None:
         """A warning when the run works more than 2x below its data's in-plane resolution."""
         factor = max(d / m for d, m in zip(self.data_image_shape, self.model_image_shape))
