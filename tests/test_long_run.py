@@ -43,19 +43,20 @@ def test_resume_across_plain_and_fast_paths(small_phantom, tmp_path, first, then
     assert state["opt_g"]["param_groups"][0]["fused"] == (True if then == "on" else None)
 
 
-def _without_native_bf16(monkeypatch) -> None:
-    """``train.precision=auto`` resolves to fp32, as on a CPU without native bf16 (these tests
-    must not depend on the CPU they run on: an AVX-512 CPU with bf16 would choose bf16)."""
+def _auto_resolves_to(monkeypatch, precision: str) -> None:
+    """``train.precision=auto`` resolves to ``precision`` (fp32: as on a CPU without native
+    bf16), whatever this CPU would choose: these tests must not depend on the machine."""
     from mrtranslate import hardware
 
     real = hardware.resolve_precision
+    native = precision == "bf16"
 
-    def fp32_for_auto(requested, device):
+    def fixed_auto(requested, device):
         if requested == "auto":
-            return hardware.PrecisionChoice("auto", "fp32", "cpu", False, "no native bf16 (test)")
+            return hardware.PrecisionChoice("auto", precision, "cpu", native, "probe (test)")
         return real(requested, device)
 
-    monkeypatch.setattr("mrtranslate.training.run.resolve_precision", fp32_for_auto)
+    monkeypatch.setattr("mrtranslate.training.run.resolve_precision", fixed_auto)
 
 
 def test_resume_keeps_the_recorded_decisions_instead_of_deciding_again(
@@ -63,23 +64,15 @@ def test_resume_keeps_the_recorded_decisions_instead_of_deciding_again(
 ):
     """The run started in fp32 on the plain path; on resume ``auto`` would now choose bf16 and
     the fast path (a borderline probe, or another machine): the recorded choices are kept."""
-    from mrtranslate import hardware
     from mrtranslate.training import trainer as trainer_module
 
     run = tmp_path / "run"
-    _without_native_bf16(monkeypatch)
+    _auto_resolves_to(monkeypatch, "fp32")
     _tiny("generators_s", small_phantom, run, ["train.precision=auto"], stop_after=2)
     started = torch.load(layout.checkpoint_path(run), weights_only=False)["decisions"]
     assert started == {"device": "cpu", "precision": "fp32", "fast_path": False}
 
-    real = hardware.resolve_precision
-
-    def now_bf16(requested, device):
-        if requested == "auto":
-            return hardware.PrecisionChoice("auto", "bf16", "cpu", True, "probe says bf16")
-        return real(requested, device)
-
-    monkeypatch.setattr("mrtranslate.training.run.resolve_precision", now_bf16)
+    _auto_resolves_to(monkeypatch, "bf16")
     precisions = []
     real_init = trainer_module.Trainer.__init__
 
@@ -118,7 +111,7 @@ def test_resume_of_a_bf16_run_where_bf16_is_not_native_stops(
     state = torch.load(path, weights_only=False)
     state["decisions"]["precision"] = "bf16"  # recorded on a machine with native bf16
     torch.save(state, path)
-    _without_native_bf16(monkeypatch)  # and this one has none
+    _auto_resolves_to(monkeypatch, "fp32")  # and this one has none
     args = ["train", "--model", "simple", "--data", str(small_phantom), "--out", str(run)]
     err = usage_error(capsys, [*args, "--resume", "--set", "train.precision=auto"])
     assert "train.precision=fp32" in err and "train.precision=bf16" in err

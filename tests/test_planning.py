@@ -304,7 +304,7 @@ def test_native_plan_counts_the_whole_volume_judgement():
 def test_native_plans_pay_for_translating_in_tiles_of_the_crop():
     """Runs trained on crops translate in overlapping tiles (inference/batches.py): the cost
     model counts the tiles' pixels, and a whole-image rung counts the image once."""
-    from mrtranslate.inference.batches import tile_starts
+    from mrtranslate.data.tensors import tile_starts
     from mrtranslate.planning import candidate_crops, crop_key
 
     crops, _ = candidate_crops(REAL)

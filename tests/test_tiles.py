@@ -8,8 +8,9 @@ import torch
 
 from helpers import phantom_volumes, save
 from mrtranslate.cli import main
+from mrtranslate.data.tensors import tile_starts
 from mrtranslate.inference import translate_stack
-from mrtranslate.inference.batches import tile_starts, tile_window
+from mrtranslate.inference.batches import tile_window
 
 
 class _Pointwise(torch.nn.Module):

@@ -34,8 +34,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from mrtranslate.config import RunConfig
-from mrtranslate.data.tensors import auto_downsample, crop_shape, working_shape
-from mrtranslate.inference.batches import tile_starts
+from mrtranslate.data.tensors import auto_downsample, crop_shape, tile_starts, working_shape
 
 MIN_STEPS = 210  # a sensible minimum (35 x 6): every model already beats copying the input
 TARGET_STEPS = 600  # steps reached at the base size before the images grow

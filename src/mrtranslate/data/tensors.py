@@ -43,6 +43,22 @@ def crop_shape(image_shape: tuple[int, int], crop: int) -> tuple[int, int]:
     return tuple(min(crop, side) for side in image_shape)
 
 
+TILE_STRIDE = 0.75  # tiles start every TILE_STRIDE * tile pixels (overlap: the window's ramp)
+
+
+def tile_starts(length: int, tile: int) -> list[int]:
+    """Start offsets of tiles of ``tile`` pixels covering ``length`` pixels, every
+    :data:`TILE_STRIDE` tiles, the last one flush with the end (translation of a run
+    trained on crops: inference/batches.py)."""
+    if length <= tile:
+        return [0]
+    stride = max(1, round(tile * TILE_STRIDE))
+    starts = list(range(0, length - tile + 1, stride))
+    if starts[-1] != length - tile:
+        starts.append(length - tile)
+    return starts
+
+
 def resize(images: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """(N, C, H, W) float -> (N, C, h, w), anti-aliased bilinear (identity if sizes match)."""
     if tuple(images.shape[-2:]) == tuple(shape):

@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from mrtranslate.data.tensors import tile_starts
 from mrtranslate.hardware import autocast
 from mrtranslate.methods.base import Method
 
@@ -23,19 +24,6 @@ from mrtranslate.methods.base import Method
 # 42 at 4, 52 at 8 and 64 at 16 (larger batches leave the caches). On the CPU a batch is
 # therefore run in micro-batches of 2; on a GPU the whole batch goes at once.
 CPU_MICRO_BATCH = 2
-TILE_STRIDE = 0.75  # tiles start every TILE_STRIDE * tile pixels (overlap: the window's ramp)
-
-
-def tile_starts(length: int, tile: int) -> list[int]:
-    """Start offsets of tiles of ``tile`` pixels covering ``length`` pixels, every
-    :data:`TILE_STRIDE` tiles, the last one flush with the end."""
-    if length <= tile:
-        return [0]
-    stride = max(1, round(tile * TILE_STRIDE))
-    starts = list(range(0, length - tile + 1, stride))
-    if starts[-1] != length - tile:
-        starts.append(length - tile)
-    return starts
 
 
 def tile_window(shape: tuple[int, int]) -> torch.Tensor:
@@ -45,8 +33,8 @@ def tile_window(shape: tuple[int, int]) -> torch.Tensor:
 
     def ramp(n: int) -> torch.Tensor:
         up = torch.arange(1, n + 1, dtype=torch.float32)
-        edge = torch.minimum(up, up.flip(0))
-        return edge.clamp(max=max(n / 4, 1.0)) / max(n / 4, 1.0)
+        quarter = max(n / 4, 1.0)
+        return torch.minimum(up, up.flip(0)).clamp(max=quarter) / quarter
 
     return ramp(shape[0])[:, None] * ramp(shape[1])[None, :]
 
