@@ -120,7 +120,7 @@ def test_a_plan_applies_itself_to_any_models_config(model):
     cfg = _applied(plan, model)
     t = cfg.train
     assert (t.downsample, t.crop, t.batch_size, t.precision) == (1, plan.crop, 4, plan.precision)
-    assert t.epochs * t.steps_per_epoch == plan.steps and cfg.loss.brain_only
+    assert t.epochs * t.steps_per_epoch == plan.steps_of(model) and cfg.loss.brain_only
     quick = make_config(model, "quick")
     assert cfg.net == quick.net  # the plan changes no network
 
@@ -375,3 +375,38 @@ def test_native_plans_grow_the_crop_before_the_steps_reach_600():
     for minutes in (30, 60):
         plan = _native_plan(AVX2, minutes)
         assert plan.crop > 64 and NATIVE_TARGET_STEPS <= plan.steps < TARGET_STEPS
+
+
+def test_equal_time_steps_share_the_training_time():
+    from mrtranslate.planning import equal_time_steps
+
+    # 60 steps of both: 90 s, 45 s each; multiples of 6; capped at the paper's schedule
+    assert equal_time_steps({"slow": 1.0, "fast": 0.5}, 60, 10**6) == {"slow": 42, "fast": 90}
+    assert equal_time_steps({"slow": 1.0, "fast": 0.5}, 60, 60) == {"slow": 42, "fast": 60}
+    assert equal_time_steps({"a": 0.3, "b": 0.3}, 60, 10**6) == {"a": 60, "b": 60}
+
+
+def test_native_plans_give_each_model_the_same_training_time():
+    """Volume data: a model with a cheaper step trains more steps, each model about the time
+    of the plan's steps averaged over the models; the applied config and the printed plan
+    carry each model's own steps. Single-slice plans keep the same steps for every model."""
+    plan = _native_plan(AVX2, 30)
+    steps = {m.model: plan.steps_of(m.model) for m in plan.models}
+    seconds = {m.model: steps[m.model] * m.seconds_per_step for m in plan.models}
+    share = plan.steps * sum(m.seconds_per_step for m in plan.models) / len(plan.models)
+    for m in plan.models:
+        assert share - 6 * m.seconds_per_step <= seconds[m.model] <= share + 1e-6
+        t = _applied(plan, m.model).train
+        assert t.epochs * t.steps_per_epoch == steps[m.model]
+    assert steps["generators_s"] > plan.steps > steps["cyclegan"]
+    assert steps["simple"] > steps["generators_s"]  # the cheapest step (AVX2 table above)
+    assert f"{min(steps.values())}-{max(steps.values())} steps" in plan.table()
+    single = _plan(AVX2, 30)
+    assert {single.steps_of(m.model) for m in single.models} == {single.steps}
+    assert all(m.steps == 0 for m in single.models)
+    # a plan written before (no steps per model) applies its one number of steps to all
+    old = plan.to_dict()
+    for m in old["models"]:
+        del m["steps"]
+    replayed = StudyPlan.from_dict(old)
+    assert {replayed.steps_of(m) for m in steps} == {plan.steps}

@@ -5,9 +5,10 @@ The planner is a pure function of measured costs (:func:`choose`, :func:`build_p
 training steps per model at the quick settings, in the resolved precision) and builds a
 :class:`StudyPlan` with it.
 
-All models get the same image size and the same number of steps (batch 4, as in the quick
-profile), so that their results stay comparable. As the budget grows the plan grows along one
-ladder, never giving fewer steps or a smaller image for more time:
+All models get the same image size (batch 4, as in the quick profile), so that their results
+stay comparable, and the same number of steps, except in native mode (below), where each
+model gets the same training time. As the budget grows the plan grows along one ladder, never
+giving fewer steps or a smaller image for more time:
 
 1. below ``MIN_STEPS`` at the base size (the quick profile's, 76x64 for the phantom): a coarser
    image size with ``MIN_STEPS`` steps (or fewer, at the coarsest size, when even that does not
@@ -23,7 +24,11 @@ brain (``train.crop``); the ladder's rungs are crop sides instead of down-sampli
 last), and a larger crop is taken as soon as it gets ``NATIVE_TARGET_STEPS`` (fewer than
 ``TARGET_STEPS``: at equal work larger crops measured better). A rung's key is
 ``sqrt(image pixels / crop pixels)``, so larger keys stay cheaper, as with factors.
-Evaluation and the whole-volume judgement translate whole slices at full size.
+Evaluation and the whole-volume judgement translate whole slices at full size. The rung and
+its steps are chosen as if every model trained the same steps; that training time is then
+shared equally, so a model whose step is cheaper trains more steps (``equal_time_steps``):
+measured on real scans, Generators_s gains much from more steps and the adversarial models
+stay unusable at the steps a CPU budget allows (README, "The same training time per model").
 """
 
 from __future__ import annotations
@@ -169,6 +174,9 @@ class ModelPlan:
     seconds_per_step: float
     train_seconds: float
     evaluate_seconds: float
+    # this model's training steps; 0: the plan's ``steps`` (plans written before native mode
+    # shared the training time equally)
+    steps: int = 0
     # algorithm per convolution layer, measured in the calibration at the planned size; a
     # replayed plan trains with exactly these (layers not named: direct)
     conv_algorithms: dict[str, str] = field(default_factory=dict)
@@ -200,13 +208,18 @@ class StudyPlan:
         per_model = sum(m.train_seconds + m.evaluate_seconds for m in self.models)
         return per_model + sum(self.fixed_seconds.values())
 
+    def steps_of(self, model: str) -> int:
+        """Training steps of ``model`` (the plan's ``steps`` unless the model has its own)."""
+        own = next((m.steps for m in self.models if m.model == model), 0)
+        return own or self.steps
+
     def apply(self, cfg: RunConfig) -> RunConfig:
-        """Give ``cfg`` (any model's) this plan's image size, steps, batch, precision, crops and
-        loss region, in place; returns it, validated."""
+        """Give ``cfg`` (any model's) this plan's image size, the model's steps, batch,
+        precision, crops and loss region, in place; returns it, validated."""
         train = cfg.train
         train.downsample = float(self.downsample)
         train.epochs = self.epochs
-        train.steps_per_epoch = self.steps // self.epochs
+        train.steps_per_epoch = self.steps_of(cfg.model) // self.epochs
         train.batch_size = self.batch_size
         train.precision = self.precision
         train.crop = self.crop
@@ -240,14 +253,20 @@ class StudyPlan:
                 f"{h}x{w} pixels (data {self.data_shape[0]}x{self.data_shape[1]}, "
                 f"{self.downsample:g}x down-sampled)"
             )
+        steps = {self.steps_of(m.model) for m in self.models}
+        if len(steps) > 1:
+            share = f"the same training time per model ({min(steps)}-{max(steps)} steps"
+            share += f" of batch {self.batch_size})"
+        else:
+            share = f"{self.steps} steps of batch {self.batch_size} per model"
         lines = [
             f"plan for {self.budget_minutes:g} minutes on {self.device} ({self.precision}): "
-            f"{size}, {self.steps} steps of batch {self.batch_size} per model",
+            f"{size}, {share}",
             f"  {'model':<14}{'s/step':>8}{'steps':>7}{'train min':>11}{'evaluate min':>14}",
         ]
         for m in self.models:
             lines.append(
-                f"  {m.model:<14}{m.seconds_per_step:>8.3f}{self.steps:>7}"
+                f"  {m.model:<14}{m.seconds_per_step:>8.3f}{self.steps_of(m.model):>7}"
                 f"{m.train_seconds / 60:>11.1f}{m.evaluate_seconds / 60:>14.1f}"
             )
         fixed = ", ".join(f"{k} {v:.0f} s" for k, v in self.fixed_seconds.items())
@@ -362,6 +381,15 @@ class CostModel:
 REPORT_SECONDS = 5.0
 
 
+def equal_time_steps(step_seconds: dict[str, float], steps: int, max_steps: int) -> dict[str, int]:
+    """Steps per model that share equally the training time of ``steps`` steps of every model:
+    each model trains (sum of the step times x ``steps``) / (number of models) seconds, so a
+    model with a cheaper step trains more steps (a multiple of the 6 epochs, at least
+    ``FLOOR_STEPS``, at most ``max_steps``, the paper's schedule)."""
+    share = steps * sum(step_seconds.values()) / len(step_seconds)
+    return {m: _round_steps(min(share / max(t, 1e-9), max_steps)) for m, t in step_seconds.items()}
+
+
 def build_plan(
     cost: CostModel,
     factors: list[float],
@@ -383,12 +411,15 @@ def build_plan(
     factor, steps, fits = choose(
         factors, base, cost, seconds, max_steps, target_steps=target, fill=native
     )
+    step_seconds = {m: cost.model_step(m, factor) for m in cost.models}
+    own = equal_time_steps(step_seconds, steps, max_steps) if native else {}
     models = [
         ModelPlan(
             model=m,
-            seconds_per_step=cost.model_step(m, factor),
-            train_seconds=cost.model_step(m, factor) * steps + cost.overhead_per_model,
+            seconds_per_step=step_seconds[m],
+            train_seconds=step_seconds[m] * own.get(m, steps) + cost.overhead_per_model,
             evaluate_seconds=cost.evaluate_seconds(m, factor),
+            steps=own.get(m, 0),
             conv_algorithms=dict((conv_algorithms or {}).get((m, factor), {})),
         )
         for m in cost.models

@@ -44,6 +44,8 @@ class ResnetGeneratorNet(NetSettings):
     blocks: int = 9  # residual blocks
     # up-sampling: "transpose" (the paper) or "resize" (no checkerboard; nets/conv.py)
     upsample: str = "transpose"
+    # U-Net-like additive skips from encoder to decoder (off in the paper; nets/cyclegan.py)
+    skips: bool = False
 
     positive = ("width",)
     choices = {"upsample": UPSAMPLINGS}
@@ -81,6 +83,7 @@ class CycleGAN(Method):
         context: slices per image stack (channels of every network's input and output).
         brain_only: the supervised L1 inside the batch's brain mask only (``batch["mask"]``).
         gen_upsample: generator up-sampling, "transpose" (the paper) or "resize" (no grid).
+        gen_skips: additive encoder-to-decoder skips in the generators (off in the paper).
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class CycleGAN(Method):
         context: int = 1,
         brain_only: bool = False,
         gen_upsample: str = "transpose",
+        gen_skips: bool = False,
     ):
         super().__init__()
         self.name = name
@@ -113,6 +117,7 @@ class CycleGAN(Method):
             "width": gen_width,
             "blocks": gen_blocks,
             "upsample": gen_upsample,
+            "skips": gen_skips,
         }
         self.g_t1_to_t2 = ResnetGenerator(**gen)
         self.g_t2_to_t1 = ResnetGenerator(**gen)
@@ -127,6 +132,7 @@ class CycleGAN(Method):
             gen_width=net.width,
             gen_blocks=net.blocks,
             gen_upsample=net.upsample,
+            gen_skips=net.skips,
             disc_width=net.disc_width,
             cycle_weight=loss.cycle,
             identity_weight=loss.identity,

@@ -109,6 +109,7 @@ class GeneratorsS(SupervisedL1):
                 width=net.width,
                 blocks=net.blocks,
                 upsample=net.upsample,
+                skips=net.skips,
             )
 
         return cls.with_translators(make, spec, net, loss)

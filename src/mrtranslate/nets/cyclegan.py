@@ -47,6 +47,10 @@ class ResnetGenerator(nn.Module):
         upsample: "transpose" (the paper: 3x3 stride-2 transposed convolutions) or "resize"
             (nearest-neighbour x2 and a 3x3 convolution: no checkerboard, same parameters;
             :func:`mrtranslate.nets.conv.upsample2x`).
+        skips: add the encoder's features at full and half resolution to the decoder's at the
+            same resolution (U-Net-like additive skips, Ronneberger et al. 2015; no new
+            parameters). Off in the paper: every detail then passes through the 1/4-resolution
+            bottleneck.
 
     Input (B, in_channels, H, W) float in [-1, 1] with H, W divisible by 4; output
     (B, out_channels, H, W) in [-1, 1] (tanh).
@@ -60,8 +64,10 @@ class ResnetGenerator(nn.Module):
         width: int = 32,
         blocks: int = 9,
         upsample: str = "transpose",
+        skips: bool = False,
     ):
         super().__init__()
+        self.skips = skips
         w = width
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
@@ -83,12 +89,25 @@ class ResnetGenerator(nn.Module):
                 nn.ReLU(inplace=True),
             ]
         layers += [nn.ReflectionPad2d(3), Conv2d(w, out_channels, 7), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*layers)  # one Sequential: the paper's checkpoints keep loading
+        # Layer indices (after a ReLU) whose output is kept, full then half resolution, and
+        # those whose output receives it, half then full resolution.
+        self._kept = (3, 6)
+        self._receiving = (len(layers) - 4, len(layers) - 7)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 4 or x.shape[-2] % 4:
             raise ValueError(f"image height and width must be divisible by 4, got {x.shape[-2:]}")
-        return self.net(x)
+        if not self.skips:
+            return self.net(x)
+        kept = []
+        for index, layer in enumerate(self.net):
+            x = layer(x)
+            if index in self._kept:
+                kept.append(x)
+            elif index in self._receiving:
+                x = x + kept.pop()
+        return x
 
 
 class PatchDiscriminator(nn.Module):
