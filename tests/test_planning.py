@@ -366,15 +366,31 @@ def test_the_planned_size_is_always_measured_with_the_algorithms_it_fixes(monkey
     assert plan.estimated_seconds <= 0.9 * 60 * 60  # a tenth of the budget stays as margin
 
 
-def test_native_plans_grow_the_crop_before_the_steps_reach_600():
-    """At equal work, larger crops measured better than more steps: once a larger crop gets
-    NATIVE_TARGET_STEPS the plan takes it (filling the budget with steps there)."""
-    from mrtranslate.planning import NATIVE_TARGET_STEPS
+def test_native_plans_grow_the_crop_to_96_then_the_steps():
+    """Up to 96x96 a larger crop is taken as soon as it gets NATIVE_TARGET_STEPS (fewer than
+    600: at equal work 96x96 crops beat 64x64 ones); a larger one only once it gets
+    NATIVE_LARGE_CROP_STEPS (at equal work more steps on 96x96 beat 192x184 crops)."""
+    from mrtranslate.planning import (
+        NATIVE_LARGE_CROP_STEPS,
+        NATIVE_STEP_CROP,
+        NATIVE_TARGET_STEPS,
+        candidate_crops,
+        native_target_steps,
+    )
 
-    assert NATIVE_TARGET_STEPS < TARGET_STEPS
-    for minutes in (30, 60):
+    assert NATIVE_TARGET_STEPS < TARGET_STEPS < NATIVE_LARGE_CROP_STEPS
+    crops, _ = candidate_crops(REAL)
+    target = native_target_steps(crops)
+    for key, side in crops.items():
+        small = 0 < side <= NATIVE_STEP_CROP
+        assert target(key) == (NATIVE_TARGET_STEPS if small else NATIVE_LARGE_CROP_STEPS)
+    plan = _native_plan(AVX2, 30)
+    assert plan.crop == 96 and NATIVE_TARGET_STEPS <= plan.steps < TARGET_STEPS
+    for minutes in (60, 120):  # more time: more steps on 96x96 crops, not larger crops
         plan = _native_plan(AVX2, minutes)
-        assert plan.crop > 64 and NATIVE_TARGET_STEPS <= plan.steps < TARGET_STEPS
+        assert plan.crop == 96 and plan.steps > TARGET_STEPS
+    plan = _native_plan(AVX2, 240)
+    assert (plan.crop == 0 or plan.crop > 96) and plan.steps >= NATIVE_LARGE_CROP_STEPS
 
 
 def test_equal_time_steps_share_the_training_time():

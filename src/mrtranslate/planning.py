@@ -21,8 +21,10 @@ giving fewer steps or a smaller image for more time:
 at the data's resolution (no down-sampling) and training uses random square crops around the
 brain (``train.crop``); the ladder's rungs are crop sides instead of down-sampling factors
 (``BASE_CROP`` is the base rung, smaller crops below it, larger ones above, the whole image
-last), and a larger crop is taken as soon as it gets ``NATIVE_TARGET_STEPS`` (fewer than
-``TARGET_STEPS``: at equal work larger crops measured better). A rung's key is
+last), and a larger crop up to ``NATIVE_STEP_CROP`` (96) is taken as soon as it gets
+``NATIVE_TARGET_STEPS`` (fewer than ``TARGET_STEPS``: at equal work 96x96 crops measured better
+than 64x64), a larger one only once it gets ``NATIVE_LARGE_CROP_STEPS`` (at equal work, more
+steps on 96x96 crops measured better than larger crops). A rung's key is
 ``sqrt(image pixels / crop pixels)``, so larger keys stay cheaper, as with factors.
 Evaluation and the whole-volume judgement translate whole slices at full size. The rung and
 its steps are chosen as if every model trained the same steps; that training time is then
@@ -48,6 +50,12 @@ TARGET_STEPS = 600  # steps reached at the base size before the images grow
 # 64x64 with 804 in MAE on every fold (r -0.00 / +0.01 / +0.06), 128x128 with
 # 204 steps did not; 112x112 with 402 steps matched 80x80 with 786 (README, "Crop or steps").
 NATIVE_TARGET_STEPS = 360
+# ... but only up to this side; a larger crop needs NATIVE_LARGE_CROP_STEPS. Measured
+# (Generators_s, equal work): 96x96 with 1,608 steps beat 192x184 with 402 on two folds of two
+# (T1w->T2w r 0.77 vs 0.73, 0.75 vs 0.69), and 96x96 with 804 beat 112x112 with 402 and 80x80
+# with 786 on all three (README, "Steps before larger crops").
+NATIVE_STEP_CROP = 96
+NATIVE_LARGE_CROP_STEPS = 1608
 STEP_MULTIPLE = 6  # steps are a multiple of the quick profile's 6 epochs
 FLOOR_STEPS = 12  # never fewer steps than this, budget or not
 FACTORS = (8, 6, 5, 4, 3.5, 3, 2.5, 2, 1.5, 1)  # candidate down-sampling factors, coarse to fine
@@ -92,7 +100,7 @@ def choose(
     seconds: float,
     max_steps: int,
     min_steps: int = MIN_STEPS,
-    target_steps: int = TARGET_STEPS,
+    target_steps: int | Callable[[float], int] = TARGET_STEPS,
     fill: bool = False,
 ) -> tuple[float, int, bool]:
     """The (down-sampling factor, steps, fits) of the ladder's largest rung within ``seconds``.
@@ -103,6 +111,9 @@ def choose(
         cost: the study's cost at a factor (cost grows as the factor falls).
         seconds: time available for training and the fixed costs.
         max_steps: the steps of the paper's schedule (the cap at full size).
+        target_steps: the steps a rung above the base needs before the plan takes it (and
+            the base's before finer rungs are considered); a function of the rung when rungs
+            differ (native mode: larger crops need more).
         fill: on the chosen rung above the base, train as many steps as fit (at least
             ``target_steps``) instead of exactly ``target_steps`` (native mode: the budget is
             used, not left between rungs).
@@ -110,18 +121,19 @@ def choose(
         the factor, the steps per model (a multiple of 6) and whether it fits in ``seconds``.
     """
     finest = factors[-1]
+    target = target_steps if callable(target_steps) else lambda _: target_steps
     at = {f: cost(f).steps_within(seconds) for f in factors}
     if at[base] >= min_steps:
-        if at[base] < target_steps:
+        if at[base] < target(base):
             return base, _round_steps(at[base]), True
-        finer = [f for f in factors if f < base and at[f] >= target_steps]
+        finer = [f for f in factors if f < base and at[f] >= target(f)]
         if not finer:
-            steps = min(at[base], max_steps) if fill else target_steps
+            steps = min(at[base], max_steps) if fill else target(base)
             return base, _round_steps(steps), True
         factor = min(finer)
         if factor == finest or fill:
             return factor, _round_steps(min(at[factor], max_steps)), True
-        return factor, _round_steps(target_steps), True
+        return factor, _round_steps(target(factor)), True
     coarser = [f for f in factors if f > base and at[f] >= min_steps]
     if coarser:
         return min(coarser), _round_steps(min_steps), True
@@ -152,6 +164,18 @@ def crop_key(data_shape: tuple[int, int], crop: int) -> float:
     h, w = data_shape
     ch, cw = crop_shape(tuple(data_shape), crop)
     return math.sqrt(h * w / (ch * cw))
+
+
+def native_target_steps(crops: dict[float, int]) -> Callable[[float], int]:
+    """Steps a crop rung needs before a native plan takes it: ``NATIVE_TARGET_STEPS`` up to
+    ``NATIVE_STEP_CROP`` pixels, ``NATIVE_LARGE_CROP_STEPS`` above (and for whole images)."""
+
+    def target(key: float) -> int:
+        side = crops[key]
+        small = 0 < side <= NATIVE_STEP_CROP
+        return NATIVE_TARGET_STEPS if small else NATIVE_LARGE_CROP_STEPS
+
+    return target
 
 
 def candidate_crops(data_shape: tuple[int, int]) -> tuple[dict[float, int], float]:
@@ -407,7 +431,7 @@ def build_plan(
     seconds = PLANNED_FRACTION * budget_minutes * 60 - spent_seconds
     max_steps = 200 * math.ceil(train_images / BATCH)
     native = cost.crops is not None
-    target = NATIVE_TARGET_STEPS if native else TARGET_STEPS
+    target = native_target_steps(cost.crops) if native else TARGET_STEPS
     factor, steps, fits = choose(
         factors, base, cost, seconds, max_steps, target_steps=target, fill=native
     )
