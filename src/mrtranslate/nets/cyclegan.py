@@ -75,12 +75,17 @@ class ResnetGenerator(nn.Module):
             _norm(w),
             nn.ReLU(inplace=True),
         ]
+        # Indices of the ReLUs whose output the skips keep (full, then half resolution) and of
+        # those whose output receives it (half, then full resolution).
+        kept, receiving = [len(layers) - 1], []
         for mult in (1, 2):
             layers += [
                 Conv2d(w * mult, w * mult * 2, 3, stride=2, padding=1),
                 _norm(w * mult * 2),
                 nn.ReLU(inplace=True),
             ]
+            kept.append(len(layers) - 1)
+        kept.pop()  # the quarter-resolution features go on through the residual blocks
         layers += [ResidualBlock(w * 4) for _ in range(blocks)]
         for mult in (4, 2):
             layers += [
@@ -88,12 +93,10 @@ class ResnetGenerator(nn.Module):
                 _norm(w * mult // 2),
                 nn.ReLU(inplace=True),
             ]
+            receiving.append(len(layers) - 1)
         layers += [nn.ReflectionPad2d(3), Conv2d(w, out_channels, 7), nn.Tanh()]
         self.net = nn.Sequential(*layers)  # one Sequential: the paper's checkpoints keep loading
-        # Layer indices (after a ReLU) whose output is kept, full then half resolution, and
-        # those whose output receives it, half then full resolution.
-        self._kept = (3, 6)
-        self._receiving = (len(layers) - 4, len(layers) - 7)
+        self._kept, self._receiving = tuple(kept), tuple(receiving)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 4 or x.shape[-2] % 4:
