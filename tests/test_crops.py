@@ -88,3 +88,42 @@ def test_train_on_crops_then_evaluate_whole_images(small_phantom, tmp_path):
     assert main(["evaluate", "--run", str(run), "--quiet"]) == 0
     summary = json.loads((run / "eval" / "summary.json").read_text())
     assert summary["evaluation_shape"] == [64, 64]
+
+
+@pytest.mark.parametrize("model", ["generators_s", "cyclegan"])
+def test_flips_mirror_half_the_images_and_a_pair_together(tmp_path, model):
+    """``train.flip`` mirrors each training image left-right with probability 1/2, the T1w, the
+    T2w and the mask of a pair together, drawn from the step alone; off, nothing is mirrored."""
+    from mrtranslate.config import apply_overrides
+    from mrtranslate.methods import build_method, make_config
+    from mrtranslate.training.trainer import Trainer, TrainingData
+
+    ramp = torch.linspace(-1, 1, 40).expand(6, 1, 32, 40).clone()  # rises left to right
+    masks = torch.zeros(6, 1, 32, 40, dtype=torch.bool)
+    masks[..., :10] = True  # on the left only
+    data = TrainingData(ramp, -ramp, masks, masks)
+    mirrored = {}
+    for flip in ("false", "true"):
+        cfg = make_config(model, "tiny")
+        apply_overrides(cfg, [f"train.flip={flip}", "train.batch_size=4"])
+        apply_overrides(cfg, ["train.conv_algorithm=direct", "loss.brain_only=true"])
+        method = build_method(model, cfg.net, cfg.loss, (32, 40))
+        trainer = Trainer(method, cfg.train, data, tmp_path, decide(cfg.train), progress=False)
+        counts, patterns = [], set()
+        for step in range(40):
+            batch = trainer.batch(step)
+            falls = batch["t1w"][:, 0, 0, 0] > 0  # mirrored: the ramp falls left to right
+            assert torch.equal(
+                batch["t1w"], torch.where(falls.view(-1, 1, 1, 1), -ramp[:4], ramp[:4])
+            )
+            if method.paired:  # the pair and its mask mirrored with it
+                assert torch.equal(batch["t2w"], -batch["t1w"])
+                assert torch.equal(batch["mask"][:, 0, 0, -1] > 0, falls)
+            counts.append(int(falls.sum()))
+            patterns.add(tuple(falls.tolist()))
+        assert torch.equal(trainer.batch(7)["t1w"], trainer.batch(7)["t1w"])  # per step
+        mirrored[flip] = sum(counts) / (4 * 40)
+        if flip == "true":
+            assert len(patterns) > 4  # drawn anew at every step, not once
+    assert mirrored["false"] == 0
+    assert 0.35 < mirrored["true"] < 0.65

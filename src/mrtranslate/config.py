@@ -169,6 +169,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2 added to the gradient (Adam weight_decay)
     downsample: float = 1.0  # train at the data size divided by this (rounded to 4); 0 = auto
     crop: int = 0  # train on random square crops of this side (centred on brain pixels); 0 = off
+    flip: bool = False  # mirror each training image (a pair together) left-right with p = 1/2
     max_train_images: int = 0  # 0 = all training images
     precision: str = "auto"  # auto (bf16 where natively fast, else fp32), fp32 or bf16
     seed: int = 0

@@ -289,6 +289,8 @@ class Trainer:
             images["mask"] = self.loss_masks[dev_t1[dev_positions]].float()
         if self.crop != tuple(self.data.t1w.shape[-2:]):
             images = self._crops(images, picks, step)
+        if self.cfg.flip:
+            images = self._flips(images, step)
         return {c: v.to(self.device).contiguous(memory_format=fmt) for c, v in images.items()}
 
     def _crops(self, images: dict, picks: dict, step: int) -> dict:
@@ -309,6 +311,18 @@ class Trainer:
             if contrast == "t1w" and "mask" in images:  # paired: the same window
                 out["mask"] = take_crops(images["mask"], corners, self.crop)
         return out
+
+    def _flips(self, images: dict, step: int) -> dict:
+        """Mirror each image left-right (the last axis) with probability 1/2, drawn from (seed,
+        step, rank) alone; a pair, its mask included, is mirrored together (brains are nearly
+        symmetric: twice the anatomy the model sees from a few participants)."""
+        generator = torch.Generator().manual_seed(
+            step_seed(self.cfg.seed, step, self.dist.rank + 104729)
+        )
+        count = len(images["t1w"])
+        mirror = torch.rand(count, generator=generator) < 0.5
+        where = mirror.to(images["t1w"].device).view(count, 1, 1, 1)
+        return {c: torch.where(where, v.flip(-1), v) for c, v in images.items()}
 
     # ---------------------------------------------------------------- loop
     def _autocast(self):
