@@ -229,3 +229,21 @@ def test_gpu_check_runs_its_checks_and_fails_loudly(capsys, monkeypatch):
     assert "ok" in lines["resume off -> on"] and "ok" in lines["resume on -> off"]
     assert "250.0 ms/step" in lines["cyclegan step, fast path"]
     assert "FAILED" in lines["unit step, fast path"] and "boom" in lines["unit step, fast path"]
+
+
+def test_timed_calls_time_cheap_calls_over_a_minimum_duration():
+    """A cheap call is timed until the timed calls add up to min_seconds (the calibration's
+    guard against one slow moment); a slow one just ``repeats`` times; never above the cap."""
+
+    from mrtranslate.hardware import timed_calls
+
+    calls = []
+
+    def nap(seconds):
+        return lambda: (calls.append(1), time.sleep(seconds))
+
+    times = timed_calls(nap(0.01), 3, warmup=1, min_seconds=0.1)
+    assert len(times) >= 9 and sum(times) >= 0.1 and len(calls) == len(times) + 1
+    assert len(timed_calls(nap(0.06), 3, warmup=0, min_seconds=0.1)) == 3
+    assert len(timed_calls(nap(0.0), 3, warmup=0, min_seconds=10.0, max_repeats=5)) == 5
+    assert len(timed_calls(nap(0.0), 3, warmup=0)) == 3

@@ -121,15 +121,22 @@ def synchronize(device: torch.device) -> None:
 
 
 def timed_calls(
-    fn: Callable[[], object], repeats: int, warmup: int = 2, device: torch.device = CPU
+    fn: Callable[[], object],
+    repeats: int,
+    warmup: int = 2,
+    device: torch.device = CPU,
+    min_seconds: float = 0.0,
+    max_repeats: int = 100,
 ) -> list[float]:
     """Wall-clock seconds of ``repeats`` calls of ``fn`` after ``warmup`` calls, each timed
-    call ending when ``device`` has finished its work."""
+    call ending when ``device`` has finished its work; more calls (up to ``max_repeats``) until
+    the timed calls add up to ``min_seconds``, so that a cheap call is timed over a sample long
+    enough not to fall in one slow moment of the machine."""
     for _ in range(warmup):
         fn()
     synchronize(device)
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    while len(times) < repeats or (sum(times) < min_seconds and len(times) < max_repeats):
         start = time.perf_counter()
         fn()
         synchronize(device)

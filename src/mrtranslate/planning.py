@@ -204,6 +204,9 @@ class ModelPlan:
     # algorithm per convolution layer, measured in the calibration at the planned size; a
     # replayed plan trains with exactly these (layers not named: direct)
     conv_algorithms: dict[str, str] = field(default_factory=dict)
+    # the first plan's steps when the study re-planned them from the speed it measured while
+    # running (mrtranslate.pacing); 0: never re-planned
+    calibrated_steps: int = 0
 
 
 @dataclass
@@ -226,6 +229,9 @@ class StudyPlan:
     crop: int = 0  # side of the random training crops at full size (0: whole images)
     # supervised losses inside the brain only (volume data: measured better on real scans)
     brain_only: bool = False
+    # each re-planning of the steps while the study ran (mrtranslate.pacing): after which
+    # model, the seconds left, the measured speeds against the calibration, the new steps
+    replans: list[dict] = field(default_factory=list)
 
     @property
     def estimated_seconds(self) -> float:
@@ -378,31 +384,43 @@ class CostModel:
         return max(intercept + slope * px, smallest[1] * min(1.0, px / smallest[0]))
 
     def evaluate_seconds(self, model: str, factor: float) -> float:
-        """Translating the test split both ways (and timing it), plus the measures; with test
-        volumes also translating them whole and measuring the result."""
+        """Translating the test split both ways (and timing it), plus the measures (the
+        model's stage in the study; its whole test volumes come later, in
+        :meth:`volumes_seconds`)."""
         per_image = self._image_seconds(model, factor)
         translate = self.test_images * 2 * 1.4 * per_image
         pixels = self.eval_pixels(factor)
         measures = self.test_images * 2 * 2 * pixels * self.metric_seconds_per_pixel
-        volumes = self.volume_slices * 2 * per_image
-        volumes += 2 * self.volume_voxels * VOLUME_MEASURE_SECONDS_PER_VOXEL
-        return translate + measures + volumes + 2.0
+        return translate + measures + 2.0
+
+    def model_volumes_seconds(self, model: str, factor: float) -> float:
+        """Translating the whole test volumes both ways with ``model`` and measuring them."""
+        volumes = self.volume_slices * 2 * self._image_seconds(model, factor)
+        return volumes + 2 * self.volume_voxels * VOLUME_MEASURE_SECONDS_PER_VOXEL
+
+    def volumes_seconds(self, factor: float) -> float:
+        """The study's whole-volume stage (after every model is evaluated): each model's
+        volumes and the baselines (copy and lookup, both directions); 0 without volumes."""
+        if not self.volume_slices and not self.volume_voxels:
+            return 0.0
+        baselines = 2 * 2 * self.volume_voxels * VOLUME_MEASURE_SECONDS_PER_VOXEL
+        return baselines + sum(self.model_volumes_seconds(m, factor) for m in self.models)
 
     def references_seconds(self, factor: float) -> float:
-        """The reference points, measured once per study (4 stacks of the test split), and the
-        whole-volume baselines (copy and lookup, both directions)."""
+        """The reference points, measured once per study (4 stacks of the test split)."""
         pixels = self.eval_pixels(factor)
-        volumes = 2 * 2 * self.volume_voxels * VOLUME_MEASURE_SECONDS_PER_VOXEL
-        return self.test_images * 8 * pixels * self.metric_seconds_per_pixel + 2.0 + volumes
+        return self.test_images * 8 * pixels * self.metric_seconds_per_pixel + 2.0
 
     def __call__(self, factor: float) -> SizeCost:
         step = sum(self.model_step(m, factor) for m in self.models)
         fixed = sum(self.evaluate_seconds(m, factor) for m in self.models)
-        fixed += self.references_seconds(factor) + self.overhead_per_model * len(self.models)
+        fixed += self.references_seconds(factor) + self.volumes_seconds(factor)
+        fixed += self.overhead_per_model * len(self.models)
         return SizeCost(step_seconds=step, fixed_seconds=fixed + REPORT_SECONDS)
 
 
 REPORT_SECONDS = 5.0
+VOLUMES_STAGE = "whole volumes"  # the key of the whole-volume stage in a plan's fixed_seconds
 
 
 def equal_time_steps(step_seconds: dict[str, float], steps: int, max_steps: int) -> dict[str, int]:
@@ -465,6 +483,7 @@ def build_plan(
         fixed_seconds={
             "already spent": spent_seconds,
             "references": cost.references_seconds(factor),
+            **({VOLUMES_STAGE: volumes} if (volumes := cost.volumes_seconds(factor)) else {}),
             "report": REPORT_SECONDS,
         },
         calibration=calibration or {},

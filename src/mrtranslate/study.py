@@ -24,7 +24,8 @@ from mrtranslate.data.dataset import meta_path, open_dataset
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import write_json_atomic
 from mrtranslate.methods import display_name, make_config, names
-from mrtranslate.planning import DEFAULT_BUDGET_MINUTES, REPORT_SECONDS, StudyPlan
+from mrtranslate.pacing import Pace
+from mrtranslate.planning import BATCH, DEFAULT_BUDGET_MINUTES, StudyPlan
 from mrtranslate.runs import is_evaluated, layout, load_latest_checkpoint, load_record
 from mrtranslate.runs.checkpoint import previous_path
 
@@ -90,12 +91,16 @@ class _Mode:
     profile: str = "quick"
     plan: StudyPlan | None = None
     budget_minutes: float | None = None
+    # re-plan the remaining models' steps from the measured speed (a plan made for this
+    # study; never a replayed --plan, nor a study recorded before re-planning existed)
+    adaptive: bool = False
 
     def describe(self) -> dict:
         return {
             "profile": self.profile,
             "budget_minutes": self.budget_minutes,
             "plan": self.plan.to_dict() if self.plan else None,
+            "adaptive": self.adaptive,
         }
 
 
@@ -110,6 +115,7 @@ def _existing_mode(out: Path) -> _Mode | None:
             profile=recorded.get("profile") or "quick",
             plan=StudyPlan.from_dict(plan) if plan else None,
             budget_minutes=recorded.get("budget_minutes"),
+            adaptive=bool(recorded.get("adaptive", False)),
         )
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise UsageError(
@@ -173,39 +179,6 @@ def _test_volume_size(dataset) -> tuple[int, int]:
         slices += int(shape[2])
         voxels += int(shape[0] * shape[1] * shape[2])
     return slices, voxels
-
-
-class _Clock:
-    """Elapsed time and an ETA from the plan's estimates, corrected by the drift so far."""
-
-    def __init__(self, start: float, plan: StudyPlan | None, models: list[str]):
-        self.start = start
-        self.models = models
-        self.estimates = {m.model: m for m in (plan.models if plan else [])}
-        self.estimated_done = 0.0
-        self.actual_done = 0.0
-
-    def stage_done(self, model: str, stage: str, began: float) -> None:
-        """Account for a finished ``train`` or ``evaluate`` stage of ``model``."""
-        estimate = self.estimates.get(model)
-        if estimate is not None:
-            self.estimated_done += getattr(estimate, f"{stage}_seconds")
-            self.actual_done += time.perf_counter() - began
-
-    def left(self, done: int) -> float:
-        """Estimated seconds for the models after the first ``done`` ones, and the report."""
-        return REPORT_SECONDS + sum(
-            e.train_seconds + e.evaluate_seconds
-            for name in self.models[done:]
-            if (e := self.estimates.get(name)) is not None
-        )
-
-    def eta(self, done: int) -> str:
-        elapsed = time.perf_counter() - self.start
-        drift = self.actual_done / self.estimated_done if self.estimated_done > 1 else 1.0
-        left = max(0.0, self.left(done) * min(max(drift, 0.5), 3.0))
-        finish = time.strftime("%H:%M", time.localtime(time.time() + left))
-        return f"{elapsed / 60:.1f} min elapsed, about {left / 60:.1f} min left (ETA {finish})"
 
 
 @dataclass
@@ -309,7 +282,7 @@ def _choose_mode(
     else:
         budget = opts.budget_minutes or DEFAULT_BUDGET_MINUTES
         plan = _plan_study(data_dir, models, budget, spent, opts.device, opts.precision)
-        mode = _Mode(plan=plan, budget_minutes=budget)
+        mode = _Mode(plan=plan, budget_minutes=budget, adaptive=True)
     if mode.plan is None:
         return mode
     shape = list(open_dataset(data_dir).shape)
@@ -324,7 +297,7 @@ def _choose_mode(
 
 
 def _train_and_evaluate(
-    opts: StudyOptions, mode: _Mode, data_dir: Path, run_dir: Path, clock: _Clock, label: str
+    opts: StudyOptions, mode: _Mode, data_dir: Path, run_dir: Path, pace: Pace, label: str
 ) -> dict[str, float]:
     """Train (or resume) and evaluate one model unless already done; returns the seconds."""
     from mrtranslate.evaluation.evaluate import evaluate_run
@@ -350,7 +323,7 @@ def _train_and_evaluate(
         train_run(
             model, data_dir, run_dir, resume=state is False, progress=opts.progress, request=request
         )
-        clock.stage_done(model, "train", t0)
+        pace.stage_done(model, "train", t0, counted=state is None)
     seconds = {f"train_{model}": time.perf_counter() - t0}
     t0 = time.perf_counter()
     if is_evaluated(run_dir):
@@ -358,7 +331,7 @@ def _train_and_evaluate(
     else:
         _say(f"{label} evaluating {name}")
         evaluate_run(run_dir, data_dir, progress=opts.progress, device=opts.device)
-        clock.stage_done(model, "evaluate", t0)
+        pace.stage_done(model, "evaluate", t0)
     seconds[f"evaluate_{model}"] = time.perf_counter() - t0
     return seconds
 
@@ -381,6 +354,21 @@ def _evaluate_volumes(
         run_dirs, folder, data_dir=data_dir, device=opts.device, progress=opts.progress
     )
     return folder
+
+
+def _pace(start: float, mode: _Mode, data_dir: Path, run_dirs: list[Path]) -> Pace:
+    """The study's pace: its ETA, and re-planning when the mode is adaptive (the most steps a
+    model may get: the paper's 200 epochs)."""
+    train_images = len(open_dataset(data_dir).split("train"))
+    finished = tuple(d.name for d in run_dirs if _training_done(d, data_dir) and is_evaluated(d))
+    return Pace(
+        start,
+        mode.plan,
+        [d.name for d in run_dirs],
+        adaptive=mode.adaptive,
+        max_steps=200 * -(-train_images // BATCH),
+        finished=finished,
+    )
 
 
 def run_study(opts: StudyOptions | None = None, **options) -> Path:
@@ -411,15 +399,22 @@ def run_study(opts: StudyOptions | None = None, **options) -> Path:
         "status": "running",
     }
     write_json_atomic(out / STUDY_FILE, record)
-    clock = _Clock(start, mode.plan, models)
-    if mode.plan is not None:
-        _say(f"plan ready; {clock.eta(0)}")
     run_dirs = [out / "runs" / model for model in models]
+    pace = _pace(start, mode, data_dir, run_dirs)
+    if mode.plan is not None:
+        _say(f"plan ready; {pace.eta(0)}")
     for i, run_dir in enumerate(run_dirs, start=1):
         label = f"[{i}/{len(models)}]"
-        timings |= _train_and_evaluate(opts, mode, data_dir, run_dir, clock, label)
-        if mode.plan is not None:
-            _say(f"{label} {display_name(run_dir.name)} done; {clock.eta(i)}")
+        timings |= _train_and_evaluate(opts, mode, data_dir, run_dir, pace, label)
+        if mode.plan is None:
+            continue
+        change = pace.replan(i)
+        if change:
+            _say(f"{label} {change}")
+            record = {**record, **mode.describe()}
+            write_json_atomic(out / STUDY_FILE, record)
+            write_json_atomic(out / PLAN_FILE, mode.plan.to_dict())
+        _say(f"{label} {display_name(run_dir.name)} done; {pace.eta(i)}")
     t0 = time.perf_counter()
     volumes = _evaluate_volumes(opts, data_dir, run_dirs, out / "volumes")
     timings["volumes"] = time.perf_counter() - t0
