@@ -39,13 +39,13 @@ def _plan(evaluate: float = 20.0, own_steps: bool = True) -> StudyPlan:
 
 
 def _run(plan: StudyPlan, train_speed: dict[str, float], evaluate_speed: float = 1.0,
-         adaptive: bool = True, max_steps: int = 10**6):  # fmt: skip
+         adaptive: bool = True, max_steps: int = 10**6, budget: float | None = None):  # fmt: skip
     """Play the study on a fake clock: each model's training takes its planned steps at its
     calibrated step time x ``train_speed[model]`` (plus the overhead), evaluations and the
     fixed stages their estimates x ``evaluate_speed``. Returns (end, planned end, pace)."""
     clock = [FIXED["already spent"]]
     pace = Pace(0.0, plan, list(CALIBRATED), adaptive=adaptive, max_steps=max_steps,
-                now=lambda: clock[0])  # fmt: skip
+                budget_seconds=budget, now=lambda: clock[0])  # fmt: skip
     planned_end = pace.end
     for i, entry in enumerate(plan.models, start=1):
         began = clock[0]
@@ -102,6 +102,26 @@ def test_the_measured_speeds_of_a_real_study_land_within_its_budget():
     assert fixed_end > 1.1 * budget
     assert 0.85 * budget <= end <= 1.05 * budget
     assert abs(end - planned_end) < abs(fixed_end - planned_end) / 3
+
+
+def test_a_study_planned_in_this_call_aims_closer_to_its_budget_once_measured():
+    """The plan aims at 90% of the budget; re-planned, the study aims at REPLANNED_FRACTION of
+    it (from the study's start), never earlier than the plan's own end."""
+    from mrtranslate.pacing import REPLANNED_FRACTION
+
+    budget = 30 * 60
+    for speed in (0.8, 1.0, 1.3):
+        end, planned_end, pace = _run(_plan(), dict.fromkeys(CALIBRATED, speed), budget=budget)
+        assert planned_end == pytest.approx(REPLANNED_FRACTION * budget)
+        assert end == pytest.approx(REPLANNED_FRACTION * budget, rel=0.01)
+    late = _plan()  # a plan that does not fit keeps its own (later) end
+    late.models[0].train_seconds += 600
+    assert Pace(0.0, late, list(CALIBRATED), adaptive=True, budget_seconds=budget,
+                now=lambda: 0.0).end == pytest.approx(late.estimated_seconds - 28.0)  # fmt: skip
+    # not adaptive (single slices, a replayed plan): the plan's end
+    fixed = Pace(0.0, _plan(own_steps=False), list(CALIBRATED), adaptive=True,
+                 budget_seconds=budget, now=lambda: 0.0)  # fmt: skip
+    assert fixed.end < 0.9 * budget
 
 
 def test_each_re_planning_shares_the_time_left_equally():
@@ -192,9 +212,16 @@ def test_a_study_re_plans_its_remaining_models_and_records_it(
                          fixed_seconds={"report": 0.0})  # fmt: skip
 
     monkeypatch.setattr(study, "_plan_study", optimistic_plan)
+    aims = []  # the budget each call's pace aims at (a study planned in the call: its budget)
+
+    def recorded_pace(*args, **kwargs):
+        aims.append(kwargs["budget_seconds"])
+        return Pace(*args, **kwargs)
+
+    monkeypatch.setattr(study, "Pace", recorded_pace)
     out = tmp_path / "s"
     args = ["study", "--data", str(small_phantom), "--out", str(out), "--quiet"]
-    assert main([*args, "--models", "generators_s", "simple"]) == 0
+    assert main([*args, "--budget", "0.01", "--models", "generators_s", "simple"]) == 0
     printed = capsys.readouterr().out
     assert "re-planned the remaining steps: simple 24 -> 12" in printed
     plan = json.loads((out / "plan.json").read_text())
@@ -212,6 +239,7 @@ def test_a_study_re_plans_its_remaining_models_and_records_it(
     assert capsys.readouterr().out.count("already trained") == 2
     assert json.loads((out / "plan.json").read_text()) == plan
     assert study._existing_mode(out).adaptive
+    assert aims == [pytest.approx(0.6), None]  # --budget 0.01, then the plan's estimate
     # Replaying the plan trains the steps the study trained, and never re-plans.
     again = tmp_path / "again"
     replay = ["study", "--data", str(small_phantom), "--out", str(again), "--quiet"]
@@ -219,7 +247,7 @@ def test_a_study_re_plans_its_remaining_models_and_records_it(
         main([*replay, "--plan", str(out / "plan.json"), "--models", "generators_s", "simple"]) == 0
     )
     assert "re-planned" not in capsys.readouterr().out
-    assert not study._existing_mode(again).adaptive
+    assert not study._existing_mode(again).adaptive and aims[-1] is None
     for model in ("generators_s", "simple"):
         trained = [json.loads((o / "runs" / model / "config.json").read_text())["train"]
                    for o in (out, again)]  # fmt: skip

@@ -356,9 +356,13 @@ def _evaluate_volumes(
     return folder
 
 
-def _pace(start: float, mode: _Mode, data_dir: Path, run_dirs: list[Path]) -> Pace:
+def _pace(
+    start: float, mode: _Mode, data_dir: Path, run_dirs: list[Path], planned_now: bool
+) -> Pace:
     """The study's pace: its ETA, and re-planning when the mode is adaptive (the most steps a
-    model may get: the paper's 200 epochs)."""
+    model may get: the paper's 200 epochs; a study planned in this call, ``planned_now``,
+    aims at a fraction of its budget from ``start``, a continued one at the plan's estimate
+    of what is left)."""
     train_images = len(open_dataset(data_dir).split("train"))
     finished = tuple(d.name for d in run_dirs if _training_done(d, data_dir) and is_evaluated(d))
     return Pace(
@@ -368,6 +372,7 @@ def _pace(start: float, mode: _Mode, data_dir: Path, run_dirs: list[Path]) -> Pa
         adaptive=mode.adaptive,
         max_steps=200 * -(-train_images // BATCH),
         finished=finished,
+        budget_seconds=mode.budget_minutes * 60 if planned_now and mode.budget_minutes else None,
     )
 
 
@@ -388,6 +393,7 @@ def run_study(opts: StudyOptions | None = None, **options) -> Path:
     start = time.perf_counter()
     data_dir = _prepare_data(opts.data, out, opts.seed, opts.progress)
     timings = {"data": time.perf_counter() - start}
+    planned_now = not (out / STUDY_FILE).is_file() and given_plan is None
     mode = _choose_mode(opts, out, data_dir, models, timings["data"], given_plan)
     record = {
         "data": str(data_dir),
@@ -400,7 +406,7 @@ def run_study(opts: StudyOptions | None = None, **options) -> Path:
     }
     write_json_atomic(out / STUDY_FILE, record)
     run_dirs = [out / "runs" / model for model in models]
-    pace = _pace(start, mode, data_dir, run_dirs)
+    pace = _pace(start, mode, data_dir, run_dirs, planned_now=planned_now)
     if mode.plan is not None:
         _say(f"plan ready; {pace.eta(0)}")
     for i, run_dir in enumerate(run_dirs, start=1):
