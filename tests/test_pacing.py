@@ -102,6 +102,8 @@ def test_the_measured_speeds_of_a_real_study_land_within_its_budget():
     assert fixed_end > 1.1 * budget
     assert 0.85 * budget <= end <= 1.05 * budget
     assert abs(end - planned_end) < abs(fixed_end - planned_end) / 3
+    end, _, _ = _run(_plan(), speeds, budget=budget)  # aiming at 95% of the budget
+    assert 0.9 * budget <= end <= 1.1 * budget
 
 
 def test_a_study_planned_in_this_call_aims_closer_to_its_budget_once_measured():

@@ -5,9 +5,10 @@ change by a third between then and training (measured: a study calibrated at 0.2
 CycleGAN step trained at 0.39, and ran 18% over its budget). After each model, :class:`Pace`
 compares the time its stages took with the plan's estimates and, for a plan that shares the
 training time between the models (volume data), rescales the remaining models' steps so that
-the study still ends when the plan said: the time left before that end, less the remaining
-evaluation, whole-volume and report stages (scaled by how evaluation ran so far), is shared
-between the remaining models in the plan's proportions, at the training speed measured so far.
+the study ends at its aim (``REPLANNED_FRACTION`` of the budget for a study planned in this
+call, else when the plan said): the time left before that end, less the remaining evaluation,
+whole-volume and report stages (scaled by how evaluation ran so far), is shared between the
+remaining models in the plan's proportions, at the training speed measured so far.
 
 The changes are written into the plan (``ModelPlan.steps``; ``calibrated_steps`` keeps the
 first plan's, ``StudyPlan.replans`` says when and why), so ``plan.json`` replays the study as
@@ -26,8 +27,8 @@ from mrtranslate.planning import FLOOR_STEPS, REPORT_SECONDS, STEP_MULTIPLE, Stu
 DRIFT_RANGE = (0.25, 4.0)
 # The end a re-planned study aims at, as a fraction of its budget: the plan aims at 90% (its
 # step times come from seconds of calibration); once the models' real speed is measured only
-# the last model's own deviation is left to absorb (measured on sub-19, 30 minutes: aiming at
-# the plan's 89%, the study ended at 86% and 81%, the last model faster than the others).
+# the last model's own deviation is left to absorb (measured, 30 minutes: aiming at the
+# plan's 89%, studies ended at 81%, 86% and 87%, the last model faster than the others).
 REPLANNED_FRACTION = 0.95
 NOT_STAGES = ("already spent",)  # fixed costs paid before training (no part of the time left)
 
