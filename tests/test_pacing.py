@@ -60,6 +60,17 @@ def _run(plan: StudyPlan, train_speed: dict[str, float], evaluate_speed: float =
     return clock[0], planned_end, pace
 
 
+def _replan_after_cyclegan(plan: StudyPlan, speed: float) -> str | None:
+    """CycleGAN, the first model, trains at ``speed`` x its planned time; the re-planning's
+    message (the plan is changed in place)."""
+    clock = [0.0]
+    pace = Pace(0.0, plan, list(CALIBRATED), adaptive=True, max_steps=10**6,
+                now=lambda: clock[0])  # fmt: skip
+    clock[0] = plan.models[0].train_seconds * speed
+    pace.stage_done("cyclegan", "train", 0.0)
+    return pace.replan(1)
+
+
 def _train_time(plan: StudyPlan, model: str) -> float:
     entry = next(m for m in plan.models if m.model == model)
     return entry.seconds_per_step * entry.steps
@@ -130,12 +141,7 @@ def test_each_re_planning_shares_the_time_left_equally():
     """Each re-planning gives the remaining models equal training time (the plan's shares);
     the models trained later absorb the error of those before them."""
     plan = _plan()
-    clock = [0.0]
-    pace = Pace(0.0, plan, list(CALIBRATED), adaptive=True, max_steps=10**6,
-                now=lambda: clock[0])  # fmt: skip
-    clock[0] = plan.models[0].train_seconds * 1.3
-    pace.stage_done("cyclegan", "train", 0.0)
-    assert pace.replan(1)
+    assert _replan_after_cyclegan(plan, 1.3)
     times = [_train_time(plan, m) for m in ("cyclegan_s", "unit", "generators_s", "simple")]
     # equal up to rounding to a multiple of 6 steps
     assert max(times) - min(times) < 6 * max(t for t, _ in CALIBRATED.values())
@@ -183,12 +189,7 @@ def test_models_finished_before_this_call_are_not_in_the_time_left():
 
 def test_a_re_planned_plan_round_trips_and_says_what_changed():
     plan = _plan()
-    clock = [0.0]
-    pace = Pace(0.0, plan, list(CALIBRATED), adaptive=True, max_steps=10**6,
-                now=lambda: clock[0])  # fmt: skip
-    clock[0] = plan.models[0].train_seconds * 1.5
-    pace.stage_done("cyclegan", "train", 0.0)
-    message = pace.replan(1)
+    message = _replan_after_cyclegan(plan, 1.5)
     assert "took 1.50x" in message and "steps: cyclegan_s 1020 -> " in message
     again = StudyPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
     assert again.replans == plan.replans

@@ -364,7 +364,8 @@ def _pace(
     aims at a fraction of its budget from ``start``, a continued one at the plan's estimate
     of what is left)."""
     train_images = len(open_dataset(data_dir).split("train"))
-    finished = tuple(d.name for d in run_dirs if _training_done(d, data_dir) and is_evaluated(d))
+    # an evaluation of the current checkpoint exists only for a finished run (load_run)
+    finished = tuple(d.name for d in run_dirs if is_evaluated(d))
     return Pace(
         start,
         mode.plan,
