@@ -246,9 +246,10 @@ def test_a_damaged_study_record_is_a_usage_error(small_phantom, tmp_path, capsys
 REAL = (220, 184)
 
 
-def _native_plan(step_at_base: dict[str, float], minutes: float) -> StudyPlan:
+def _native_plan(step_at_base: dict[str, float], minutes: float, planes: int = 1) -> StudyPlan:
     """Native-resolution plans for 220x184 volume data: step times measured on 64x64 crops
-    (proportional to pixels elsewhere), two test volumes of 182 slices judged whole."""
+    (proportional to pixels elsewhere), two test volumes of 182 slices judged whole (along
+    ``planes`` planes)."""
     from mrtranslate.planning import BASE_CROP, candidate_crops, crop_key
 
     crops, base = candidate_crops(REAL)
@@ -260,8 +261,9 @@ def _native_plan(step_at_base: dict[str, float], minutes: float) -> StudyPlan:
         metric_seconds_per_pixel=1.5e-7,
         step_seconds={(m, key): t * 64 * 64 / (76 * 64) for m, t in step_at_base.items()},
         crops=crops,
-        volume_slices=182,
+        volume_slices=182 if planes == 1 else 182 + 218 + 182,
         volume_voxels=182 * 218 * 182,
+        planes=planes,
     )
     return build_plan(cost, list(crops), base, minutes, 20.0, 200, "cpu", "fp32")
 
@@ -302,6 +304,22 @@ def test_native_plan_counts_the_whole_volume_judgement():
     assert plan.fixed_seconds[VOLUMES_STAGE] > (4 + 2 * models) * measure
     assert plan.fixed_seconds["references"] < 4 * measure  # the test split only, no volumes
     assert VOLUMES_STAGE not in _plan(ZEN4, 15).fixed_seconds  # single slices: no volumes
+
+
+def test_three_plane_data_plans_three_plane_translation_and_pays_for_it():
+    """Data imported with --planes 3: every model translates volumes along three planes
+    (net.planes=3), and the whole-volume stage pays for every plane's slices."""
+    from mrtranslate.planning import VOLUME_MEASURE_SECONDS_PER_VOXEL, VOLUMES_STAGE
+
+    one, three = _native_plan(ZEN4, 30), _native_plan(ZEN4, 30, planes=3)
+    assert one.planes == 1 and _applied(one, "generators_s").net.planes == 1
+    assert three.planes == 3 and _applied(three, "unit").net.planes == 3
+    assert "3 planes" in three.table() and "planes" not in one.table()
+    measures = (4 + 2 * len(one.models)) * 182 * 218 * 182 * VOLUME_MEASURE_SECONDS_PER_VOXEL
+    assert three.crop == one.crop  # (at these step times the same crop; fewer steps)
+    translation = [plan.fixed_seconds[VOLUMES_STAGE] - measures for plan in (one, three)]
+    assert translation[1] == pytest.approx((182 + 218 + 182) / 182 * translation[0], rel=1e-6)
+    assert three.estimated_seconds <= 0.9 * 30 * 60 + 1e-6 and three.steps <= one.steps
 
 
 def test_native_plans_pay_for_translating_in_tiles_of_the_crop():

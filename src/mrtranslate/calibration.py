@@ -161,6 +161,7 @@ class Calibration:
             crops=self.crops,
             volume_slices=study.volume_slices,
             volume_voxels=study.volume_voxels,
+            planes=study.planes,
         )
         record = {
             "seconds": self.seconds,

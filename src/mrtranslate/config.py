@@ -130,6 +130,10 @@ class NetSettings(Settings):
     # Brain voxels enter the networks at no less than this [0, 1] intensity, so dark tissue
     # (T1w CSF) differs from the background (0: the paper's plain scaling).
     brain_floor: float = 0.0
+    # Whole volumes are translated slice by slice along this many planes and the translations
+    # averaged voxel by voxel: 1 = axial slices (the paper); 3 = axial, coronal and sagittal
+    # (needs near-cubic voxels and a run at its data's resolution; inference only).
+    planes: int = 1
 
     def validate(self, section: str = "net") -> None:
         super().validate(section)
@@ -138,6 +142,8 @@ class NetSettings(Settings):
                 f"{section}.context must be an odd number of slices from 1 to {MAX_CONTEXT}, "
                 f"got {self.context}"
             )
+        if self.planes not in (1, 3):
+            raise ValueError(f"{section}.planes must be 1 or 3, got {self.planes}")
         if not self.brain_floor < 0.5:
             raise ValueError(f"{section}.brain_floor must be in [0, 0.5), got {self.brain_floor}")
 

@@ -7,3 +7,7 @@ class UsageError(Exception):
 
 class TrainingError(Exception):
     """Training cannot go on (for example a non-finite loss): reported as one line, exit code 1."""
+
+
+class InputWarning(UserWarning):
+    """Input that works, but not as asked (the CLI prints it as one ``warning:`` line)."""

@@ -229,6 +229,9 @@ class StudyPlan:
     crop: int = 0  # side of the random training crops at full size (0: whole images)
     # supervised losses inside the brain only (volume data: measured better on real scans)
     brain_only: bool = False
+    # whole volumes translated along this many planes, averaged (net.planes; 3 for data
+    # imported with --planes 3)
+    planes: int = 1
     # each re-planning of the steps while the study ran (mrtranslate.pacing): after which
     # model, the seconds left, the measured speeds against the calibration, the new steps
     replans: list[dict] = field(default_factory=list)
@@ -254,6 +257,7 @@ class StudyPlan:
         train.precision = self.precision
         train.crop = self.crop
         cfg.loss.brain_only = self.brain_only
+        cfg.net.planes = self.planes
         cfg.validate()
         return cfg
 
@@ -278,6 +282,7 @@ class StudyPlan:
             ch, cw = crop_shape(tuple(self.image_shape), self.crop)
             size = f"{h}x{w} pixels (the data's resolution), training on {ch}x{cw} crops"
             size += ", supervised losses inside the brain" if self.brain_only else ""
+            size += ", volumes translated along 3 planes" if self.planes == 3 else ""
         else:
             size = (
                 f"{h}x{w} pixels (data {self.data_shape[0]}x{self.data_shape[1]}, "
@@ -324,8 +329,9 @@ class CostModel:
     step_seconds: dict
     overhead_per_model: float = 4.0  # start-up, loading images, checkpoints, TensorBoard
     crops: dict | None = None  # native-resolution mode: rung key -> crop side (0 = whole)
-    volume_slices: int = 0  # axial slices of the test volumes judged whole (evaluate-volumes)
+    volume_slices: int = 0  # slices of the test volumes translated whole (along each plane)
     volume_voxels: int = 0  # their voxels
+    planes: int = 1  # planes each test volume is translated along (net.planes)
 
     def train_shape(self, factor: float) -> tuple[int, int]:
         """The training images' (or crops') size at rung ``factor``."""
@@ -394,7 +400,8 @@ class CostModel:
         return translate + measures + 2.0
 
     def model_volumes_seconds(self, model: str, factor: float) -> float:
-        """Translating the whole test volumes both ways with ``model`` and measuring them."""
+        """Translating the whole test volumes both ways with ``model`` (their slices along every
+        plane translated, each costing about an axial slice) and measuring them."""
         volumes = self.volume_slices * 2 * self._image_seconds(model, factor)
         return volumes + 2 * self.volume_voxels * VOLUME_MEASURE_SECONDS_PER_VOXEL
 
@@ -475,6 +482,7 @@ def build_plan(
         image_shape=list(cost.eval_shape(factor)),
         crop=cost.crops[factor] if cost.crops is not None else 0,
         brain_only=cost.crops is not None,
+        planes=cost.planes,
         steps=steps,
         batch_size=BATCH,
         epochs=EPOCHS,
@@ -499,5 +507,6 @@ class StudyShape:
     train_images: int
     test_images: int
     native: bool = False  # train at the data's resolution on crops (volume data)
-    volume_slices: int = 0  # axial slices of the test volumes (judged whole after training)
+    volume_slices: int = 0  # slices of the test volumes to translate (along each plane)
     volume_voxels: int = 0
+    planes: int = 1  # 3: the training data holds slices along three planes (import --planes 3)

@@ -25,7 +25,7 @@ from mrtranslate.errors import UsageError
 from mrtranslate.fileio import write_json_atomic
 from mrtranslate.methods import display_name, make_config, names
 from mrtranslate.pacing import Pace
-from mrtranslate.planning import BATCH, DEFAULT_BUDGET_MINUTES, StudyPlan
+from mrtranslate.planning import BATCH, DEFAULT_BUDGET_MINUTES, StudyPlan, StudyShape
 from mrtranslate.runs import is_evaluated, layout, load_latest_checkpoint, load_record
 from mrtranslate.runs.checkpoint import previous_path
 
@@ -123,6 +123,24 @@ def _existing_mode(out: Path) -> _Mode | None:
         ) from None
 
 
+def study_shape(dataset, models: list[str]) -> StudyShape:
+    """What the planner needs to know about ``dataset`` (a :class:`Dataset`) for ``models``;
+    data imported with slices along three planes (``--planes 3``) gets three-plane
+    translation of the test volumes."""
+    planes = 3 if dataset.split("train").planes is not None else 1
+    slices, voxels = _test_volume_size(dataset, planes)
+    return StudyShape(
+        models,
+        tuple(dataset.shape),
+        len(dataset.split("train")),
+        len(dataset.split("test")),
+        native=dataset.has_volumes(),
+        volume_slices=slices,
+        volume_voxels=voxels,
+        planes=planes,
+    )
+
+
 def _plan_study(
     data_dir: Path,
     models: list[str],
@@ -133,26 +151,17 @@ def _plan_study(
 ) -> StudyPlan:
     from mrtranslate.calibration import calibrate_and_plan
     from mrtranslate.hardware import resolve_device, resolve_precision
-    from mrtranslate.planning import StudyShape
 
     torch_device = resolve_device(device)
     choice = resolve_precision(precision, torch_device)
     if choice.warning:
         _say(f"warning: {choice.warning}")
     _say(f"calibrating on {torch_device}: {choice.precision} ({choice.reason})")
-    dataset = open_dataset(data_dir)
-    slices, voxels = _test_volume_size(dataset)
-    shape = StudyShape(
-        models,
-        tuple(dataset.shape),
-        len(dataset.split("train")),
-        len(dataset.split("test")),
-        native=dataset.has_volumes(),
-        volume_slices=slices,
-        volume_voxels=voxels,
-    )
+    shape = study_shape(open_dataset(data_dir), models)
     if shape.native:
         _say("volume data: training at the data's resolution on random crops around the brain")
+    if shape.planes == 3:
+        _say("slices along three planes: volumes translated along each, the three averaged")
     return calibrate_and_plan(
         shape,
         budget,
@@ -163,9 +172,10 @@ def _plan_study(
     )
 
 
-def _test_volume_size(dataset) -> tuple[int, int]:
-    """Axial slices and voxels of the test volumes (from their headers), for the plan's estimate
-    of the whole-volume judgement; (0, 0) for data without source volumes."""
+def _test_volume_size(dataset, planes: int = 1) -> tuple[int, int]:
+    """Slices (axial, or along all three axes for ``planes`` = 3) and voxels of the test
+    volumes (from their headers), for the plan's estimate of the whole-volume judgement; (0, 0)
+    for data without source volumes."""
     import nibabel as nib
 
     if not dataset.has_volumes():
@@ -176,7 +186,7 @@ def _test_volume_size(dataset) -> tuple[int, int]:
             shape = nib.load(str(source.t1w)).shape[:3]
         except (OSError, ValueError):
             continue  # the evaluation itself names an unreadable volume
-        slices += int(shape[2])
+        slices += int(shape[2]) if planes == 1 else int(sum(shape))
         voxels += int(shape[0] * shape[1] * shape[2])
     return slices, voxels
 

@@ -82,6 +82,15 @@ def _add_import(dsub: argparse._SubParsersAction) -> None:
     )
     imp.add_argument("--axis", type=int, default=2, help="slicing axis in RAS+ (2 = axial)")
     imp.add_argument(
+        "--planes",
+        type=int,
+        default=1,
+        help="3: the training subjects' brain slices along all three axes (axial, coronal, "
+        "sagittal; needs --slices brain and near-cubic voxels), the test subjects' axial "
+        "slices, for models that translate volumes along three planes (net.planes=3); "
+        "1 (default): slices along --axis only",
+    )
+    imp.add_argument(
         "--size",
         type=image_size,
         help="image size HxW, divisible by 4 "
@@ -247,12 +256,15 @@ def _run_import(args: argparse.Namespace) -> int:
         participant_pattern=args.participant_pattern,
         citation=args.citation,
         scale=args.scale,
+        planes=args.planes,
     )
     if args.format == "folders":
         from mrtranslate.data.folders import import_folders
 
         if not args.root:
             raise UsageError("--format folders needs --root")
+        if args.planes != 1:
+            raise UsageError("--planes 3 cuts NIfTI volumes (hcp, bids or pairs), not images")
         out = import_folders(
             args.root,
             args.out,

@@ -142,6 +142,8 @@ def run_translate(args: argparse.Namespace) -> int:
     def announce() -> None:
         (mh, mw), (dh, dw) = run.model_image_shape, run.data_image_shape
         tiles = f" in {run.tile[0]}x{run.tile[1]} tiles (its training crops)" if run.tile else ""
+        if run.config.net.planes == 3:
+            tiles += ", along axial, coronal and sagittal slices, averaged"
         print(
             f"{run.display_name} works at {mh}x{mw} pixels (its data: {dh}x{dw}); "
             f"translating on {run.device} in {run.precision}{tiles}",

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from mrtranslate import __version__
 from mrtranslate.cli import bench, data, evaluate, models, perceptual, study
 from mrtranslate.cli.parser import Parser, subcommands
-from mrtranslate.errors import TrainingError, UsageError
+from mrtranslate.errors import InputWarning, TrainingError, UsageError
 
 GROUPS = (data, models, evaluate, study, bench, perceptual)
 
@@ -51,7 +52,23 @@ def _exit_distributed_worker(code: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the process exit code."""
+    """Entry point of the console script; returns the process exit code. An
+    :class:`InputWarning` is shown as one ``mrtranslate: warning:`` line on stderr, other
+    warnings as Python shows them."""
+    with warnings.catch_warnings():
+        python_way = warnings.showwarning
+
+        def show(message, category, *args, **kwargs) -> None:
+            if issubclass(category, InputWarning):
+                print(f"mrtranslate: warning: {message}", file=sys.stderr, flush=True)
+            else:
+                python_way(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         code = args.func(args)

@@ -9,6 +9,8 @@
         mask.npy            (N, H, W) uint8 brain mask
         subjects.npy        (N,) unicode subject ids (several slices may share one subject)
         scale_t1w.npy ...   (N,) float32: the divisor that mapped each image to [0, 1]
+        planes.npy          optional (N,) int8: the RAS+ axis each slice was cut along (2
+                            axial, 1 coronal, 0 sagittal); absent: every slice is axial
 
 A folder is written with :func:`mrtranslate.fileio.atomic_directory`, so a folder that has a
 ``dataset.json`` is always complete.
@@ -50,9 +52,20 @@ class Split:
     subjects: np.ndarray
     scale_t1w: np.ndarray
     scale_t2w: np.ndarray
+    planes: np.ndarray | None = None  # (N,) axis of each slice; None: all along one axis
 
     def __len__(self) -> int:
         return int(self.t1w.shape[0])
+
+    @property
+    def slabs(self) -> np.ndarray:
+        """(N,) the slab each image belongs to: its subject, and its plane when the split
+        holds slices along several axes (2.5D neighbours never cross a slab)."""
+        subjects = np.asarray(self.subjects)
+        if self.planes is None:
+            return subjects
+        planes = np.asarray(self.planes).astype(str)
+        return np.char.add(np.char.add(subjects.astype(str), "@"), planes)
 
     def image(self, contrast: str) -> np.ndarray:
         return {"t1w": self.t1w, "t2w": self.t2w}[contrast]
@@ -103,6 +116,14 @@ class Dataset:
             raise UsageError(
                 f"data set {self.root} is damaged: cannot read {name} ({exc})"
             ) from exc
+        planes = folder / "planes.npy"
+        if planes.is_file():
+            try:
+                arrays["planes"] = np.load(planes, mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                raise UsageError(
+                    f"data set {self.root} is damaged: cannot read {name} ({exc})"
+                ) from exc
         n = arrays["t1w"].shape[0]
         for key, arr in arrays.items():
             if arr.shape[0] != n:
@@ -149,6 +170,7 @@ class Dataset:
             "paired": meta["paired"],
             "image_shape": meta["image_shape"],
             "pixel_spacing_mm": meta["pixel_spacing_mm"],
+            "orientation": meta.get("orientation"),
             "splits": meta["splits"],
             "seed": meta.get("seed"),
             "intensity": meta.get("intensity"),
@@ -190,6 +212,8 @@ def write_split(folder: Path, arrays: dict[str, np.ndarray]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for key in ARRAYS:
         np.save(folder / f"{key}.npy", arrays[key], allow_pickle=False)
+    if arrays.get("planes") is not None:
+        np.save(folder / "planes.npy", np.asarray(arrays["planes"], dtype=np.int8))
 
 
 class SplitWriter:
@@ -210,6 +234,7 @@ class SplitWriter:
             folder / "mask.npy", mode="w+", dtype=np.uint8, shape=(count, *shape)
         )
         self.small: dict[str, list] = {"subjects": [], "scale_t1w": [], "scale_t2w": []}
+        self.planes: list[int] = []
 
     def add(self, subject: str, arrays: dict[str, np.ndarray]) -> None:
         n = arrays["t1w"].shape[0]
@@ -219,6 +244,7 @@ class SplitWriter:
         self.small["subjects"].extend([subject] * n)
         self.small["scale_t1w"].extend(arrays["scale_t1w"].tolist())
         self.small["scale_t2w"].extend(arrays["scale_t2w"].tolist())
+        self.planes.extend(arrays["planes"].tolist() if "planes" in arrays else [2] * n)
         self.pos = end
 
     def close(self) -> None:
@@ -230,6 +256,8 @@ class SplitWriter:
         np.save(self.folder / "subjects.npy", np.asarray(self.small["subjects"], dtype=str))
         for key in ("scale_t1w", "scale_t2w"):
             np.save(self.folder / f"{key}.npy", np.asarray(self.small[key], dtype=np.float32))
+        if any(axis != 2 for axis in self.planes):  # slices along several axes
+            np.save(self.folder / "planes.npy", np.asarray(self.planes, dtype=np.int8))
 
 
 def split_subjects(subjects: Iterable[str], test_count: int, seed: int) -> dict[str, list[str]]:

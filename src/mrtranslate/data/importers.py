@@ -36,6 +36,7 @@ from mrtranslate.data.dataset import (
     split_subjects,
 )
 from mrtranslate.data.volumes import (
+    MAX_VOXEL_RATIO,
     SCALES,
     axial_slice,
     canonical,
@@ -62,6 +63,12 @@ VOLUME_INTENSITY_NOTE = (
     "scale_t2w"
 )
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+ORIENTATION = "axial; rows anterior->posterior, columns left->right"
+PLANES_ORIENTATION = (
+    "train: axial, coronal and sagittal slices (planes.npy: 2, 1, 0), test: axial; axial rows "
+    "anterior->posterior, columns left->right; coronal rows superior->inferior, columns "
+    "left->right; sagittal rows superior->inferior, columns posterior->anterior"
+)
 
 
 @dataclass
@@ -79,6 +86,9 @@ class ImportOptions:
     participant_pattern: str | None = None  # --format folders: regex; group 1 of a file stem
     citation: str | None = None  # how to cite the data (default: read from a BIDS root)
     scale: str = "auto"  # intensity scale: volume, slice, or auto (volume if >1 slice each)
+    # 3: the training subjects' brain slices along all three axes (axial, coronal, sagittal),
+    # the test subjects' axial slices; 1: slices along --axis only
+    planes: int = 1
 
 
 @dataclass
@@ -252,9 +262,10 @@ def find_pairs(csv_path: Path) -> list[SubjectFiles]:
 
 
 def _volume_slices(
-    files: SubjectFiles, options: ImportOptions, default_slice: int | None
+    files: SubjectFiles, options: ImportOptions, default_slice: int | None, axes=None
 ) -> dict[str, list[np.ndarray]]:
-    """Load, check and slice one subject: lists of 2-D T1w, T2w and mask images."""
+    """Load, check and slice one subject: lists of 2-D T1w, T2w and mask images and the axis
+    each was cut along (``axes``: the axes to slice along, default ``options.axis``)."""
     label = f"subject {files.subject}"
     t1_img = load_volume(files.t1w, f"{label} T1w")
     t2_img = load_volume(files.t2w, f"{label} T2w")
@@ -268,17 +279,38 @@ def _volume_slices(
         mask = default_brain_mask(t1, t2, axis=options.axis)
     if not 0 <= options.axis <= 2:
         raise UsageError(f"--axis must be 0, 1 or 2, got {options.axis}")
-    indices = parse_slices(
-        options.slices, t1.shape[options.axis], default_slice, mask=mask, axis=options.axis
-    )
-    out: dict = {"t1w": [], "t2w": [], "mask": []}
-    for k in indices:
-        out["t1w"].append(axial_slice(t1, k, options.axis))
-        out["t2w"].append(axial_slice(t2, k, options.axis))
-        out["mask"].append(axial_slice(mask, k, options.axis))
-    if resolve_scale(options.scale, len(indices)) == "volume":
+    axes = (options.axis,) if axes is None else axes
+    if len(axes) > 1:
+        import nibabel as nib
+
+        _check_cubic(nib.as_closest_canonical(t1_img).header.get_zooms()[:3], label)
+    out: dict = {"t1w": [], "t2w": [], "mask": [], "planes": []}
+    for axis in axes:
+        indices = parse_slices(options.slices, t1.shape[axis], default_slice, mask=mask, axis=axis)
+        for k in indices:
+            out["t1w"].append(axial_slice(t1, k, axis))
+            out["t2w"].append(axial_slice(t2, k, axis))
+            out["mask"].append(axial_slice(mask, k, axis))
+            out["planes"].append(axis)
+    if resolve_scale(options.scale, len(out["t1w"])) == "volume":
         out["divisor"] = {"t1w": volume_divisor(t1, mask), "t2w": volume_divisor(t2, mask)}
     return out
+
+
+def _check_cubic(zooms, label: str) -> None:
+    """Slices along every axis look alike only for near-cubic voxels (``--planes 3``)."""
+    if max(zooms) > MAX_VOXEL_RATIO * min(zooms):
+        size = "x".join(f"{z:g}" for z in zooms)
+        raise UsageError(
+            f"--planes 3 needs near-cubic voxels; {label} has {size} mm (use --planes 1)"
+        )
+
+
+def _check_planes(options: ImportOptions) -> None:
+    if options.planes not in (1, 3):
+        raise UsageError(f"--planes must be 1 or 3, got {options.planes}")
+    if options.planes == 3 and (options.slices != "brain" or options.axis != 2):
+        raise UsageError("--planes 3 takes every brain slice along each axis: use --slices brain")
 
 
 def resolve_scale(scale: str, slices_per_subject: int) -> str:
@@ -378,6 +410,7 @@ def import_volumes(
     source, subjects = _find_subjects(fmt, root, options)
     check_output_folder(out, overwrite)
     resolve_scale(options.scale, 1)  # a bad --scale fails before any volume is read
+    _check_planes(options)
     default_slice = 120 if fmt == "hcp" else None
     size = options.size or ((304, 256) if fmt == "hcp" else None)
     participants = list(dict.fromkeys(s.participant for s in subjects))
@@ -389,11 +422,9 @@ def import_volumes(
     splits = {name: splits.get(name, []) for name in ("train", "test")}
     by_id = {s.subject: s for s in subjects}
     # Load everything first (one subject at a time is checked before anything is written).
-    loaded = {}
-    for files in progress_bar(subjects, desc="reading volumes", unit="subj", disable=not progress):
-        loaded[files.subject] = _volume_slices(files, options, default_slice)
-    first = loaded[subjects[0].subject]["t1w"][0]
-    size = size or _default_size(first.shape)
+    loaded = _load_subjects(subjects, side, options, default_slice, progress)
+    first = loaded[subjects[0].subject]["t1w"]
+    size = size or _default_size(tuple(max(image.shape[i] for image in first) for i in (0, 1)))
     _check_size(size)
     with atomic_directory(out, overwrite) as tmp:
         for split, members in splits.items():
@@ -426,8 +457,20 @@ def import_volumes(
     return out
 
 
+def _load_subjects(subjects, side: dict, options: ImportOptions, default_slice, progress) -> dict:
+    """Every subject's slices (:func:`_volume_slices`) by subject id; with ``--planes 3`` the
+    training participants' along all three axes, the test participants' axially."""
+    loaded = {}
+    train_axes = (2, 1, 0) if options.planes == 3 else None
+    for files in progress_bar(subjects, desc="reading volumes", unit="subj", disable=not progress):
+        axes = train_axes if side[files.participant] == "train" else None
+        loaded[files.subject] = _volume_slices(files, options, default_slice, axes)
+    return loaded
+
+
 def _scaled_arrays(slices: dict, size: tuple[int, int]) -> dict:
     out: dict[str, list] = {"t1w": [], "t2w": [], "mask": [], "scale_t1w": [], "scale_t2w": []}
+    out["planes"] = slices.get("planes", [2] * len(slices["t1w"]))
     volume = slices.get("divisor", {})  # one divisor per volume, or none (per slice)
     for t1, t2, mask in zip(slices["t1w"], slices["t2w"], slices["mask"]):
         mask = fit_to(mask.astype(bool), size)
@@ -436,7 +479,8 @@ def _scaled_arrays(slices: dict, size: tuple[int, int]) -> dict:
             out[name].append(scaled * mask)
             out[f"scale_{name}"].append(divisor)
         out["mask"].append(mask.astype(np.uint8))
-    return {k: np.asarray(v, dtype=np.uint8 if k == "mask" else np.float32) for k, v in out.items()}
+    kinds = {"mask": np.uint8, "planes": np.int8}
+    return {k: np.asarray(v, dtype=kinds.get(k, np.float32)) for k, v in out.items()}
 
 
 def _scale_meta(options: ImportOptions, first: dict) -> dict:
@@ -471,7 +515,7 @@ def _write_meta(
             "paired": paired,
             "image_shape": list(size),
             "pixel_spacing_mm": spacing,
-            "orientation": "axial; rows anterior->posterior, columns left->right",
+            "orientation": ORIENTATION if options.planes == 1 else PLANES_ORIENTATION,
             "intensity": INTENSITY_NOTE,
             "seed": options.seed,
             "splits": {
@@ -485,6 +529,7 @@ def _write_meta(
             "import": {
                 "slices": options.slices,
                 "axis": options.axis,
+                "planes": options.planes,
                 "test_fraction": options.test_fraction,
                 "test_subjects_file": options.test_subjects_file,
             },

@@ -129,7 +129,7 @@ def load_images(
     """
     indices = np.arange(len(split)) if indices is None else np.asarray(indices)
     if context > 1:
-        rows = neighbour_indices(np.asarray(split.subjects), context)[indices]
+        rows = neighbour_indices(split.slabs, context)[indices]
         needed, inverse = np.unique(rows, return_inverse=True)
         single = load_images(split, contrast, shape, needed, chunk, floor=floor)[:, 0]
         return single[torch.from_numpy(inverse.reshape(rows.shape))]

@@ -138,6 +138,11 @@ def check_same_grid(a: nib.Nifti1Image, b: nib.Nifti1Image, label: str) -> None:
         )
 
 
+# the largest ratio of voxel sides for which slices along every axis look alike (slices along
+# several planes: import --planes 3, net.planes=3)
+MAX_VOXEL_RATIO = 1.25
+
+
 def default_brain_mask(*volumes: np.ndarray, axis: int = 2) -> np.ndarray:
     """The brain of skull-stripped volumes when no mask file is given: every voxel that is
     non-zero in any of ``volumes`` (negative values count: processed T1w volumes hold zero or

@@ -230,7 +230,12 @@ def _judge(
         for run in progress_bar(loaded, desc=label, unit="model", disable=not progress):
             t0 = time.perf_counter()
             candidates[run.config.model] = translate_volume(
-                run, person.volume[direction.source], direction, person.brain, batch_size
+                run,
+                person.volume[direction.source],
+                direction,
+                person.brain,
+                batch_size,
+                zooms=person.image[direction.source].header.get_zooms()[:3],
             )
             seconds[f"{source.subject} {run.config.model} {direction}"] = time.perf_counter() - t0
         slices[f"{direction}/input"] = _mid(person.volume[direction.source], person, mid)

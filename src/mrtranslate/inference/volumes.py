@@ -25,6 +25,7 @@ Python use::
 from __future__ import annotations
 
 import gzip
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ from mrtranslate.data.tensors import (
     with_brain_floor,
 )
 from mrtranslate.data.volumes import (
+    MAX_VOXEL_RATIO,
     axial_slice,
     canonical,
     check_same_grid,
@@ -53,27 +55,34 @@ from mrtranslate.data.volumes import (
     volume_divisor,
 )
 from mrtranslate.directions import Direction
-from mrtranslate.errors import UsageError
+from mrtranslate.errors import InputWarning, UsageError
 from mrtranslate.fileio import atomic_write, check_writable_parent
 from mrtranslate.inference.batches import translate_stack
 from mrtranslate.progress import progress_bar
 from mrtranslate.runs import LoadedRun
 
+PLANE_NAMES = {2: "axial", 1: "coronal", 0: "sagittal"}
+# net.planes=3: the axes whose slices are translated, axial first (RAS+: 2 axial, 1 coronal, 0
+# sagittal); their translations are averaged voxel by voxel
+PLANE_AXES = {1: (2,), 3: (2, 1, 0)}
 
-def _prepared_slices(run: LoadedRun, volume: np.ndarray, mask: np.ndarray):
-    """Every axial slice fitted to the run's data size and scaled like the training data,
-    (Z, H, W) float32 in [0, 1], zero outside the mask and at least the run's brain floor inside
-    (``net.brain_floor``), with each slice's divisor."""
-    data_shape = tuple(run.data_image_shape)
+
+def _prepared_slices(
+    run: LoadedRun, volume: np.ndarray, mask: np.ndarray, axis: int, shape: tuple[int, int]
+):
+    """Every slice along ``axis`` cropped or padded to ``shape`` and scaled like the training
+    data, (n, H, W) float32 in [0, 1], zero outside the mask and at least the run's brain floor
+    inside (``net.brain_floor``), with each slice's divisor."""
     # The training data's scale: one divisor for the whole volume, or one per slice (None).
     shared = volume_divisor(volume, mask) if run.intensity_scale == "volume" else None
-    images = np.zeros((volume.shape[2], *data_shape), dtype=np.float32)
-    divisors = np.ones(volume.shape[2], dtype=np.float64)
-    for k in range(volume.shape[2]):
-        fitted_mask = fit_to(axial_slice(mask, k), data_shape)
+    count = volume.shape[axis]
+    images = np.zeros((count, *shape), dtype=np.float32)
+    divisors = np.ones(count, dtype=np.float64)
+    for k in range(count):
+        fitted_mask = fit_to(axial_slice(mask, k, axis), shape)
         if fitted_mask.any():
             scaled, divisors[k] = scale_slice(
-                fit_to(axial_slice(volume, k), data_shape), fitted_mask, shared
+                fit_to(axial_slice(volume, k, axis), shape), fitted_mask, shared
             )
             images[k] = with_brain_floor(
                 scaled * fitted_mask, fitted_mask, run.config.net.brain_floor
@@ -88,28 +97,43 @@ def slice_stacks(images: np.ndarray, indices: list[int], context: int) -> np.nda
     return images[neighbour_indices(one_subject, context)[np.asarray(indices)]]
 
 
-def _translate_canonical(
+def plane_shapes(run: LoadedRun, volume_shape: tuple[int, ...], axis: int):
+    """(slice size the images are prepared at, size the network sees) for slices along
+    ``axis``: the run's data and working sizes for axial slices (as in training); for the other
+    planes (native-resolution runs only), the data size grown to hold the whole slice (each
+    side rounded up to a multiple of 4), seen at that size."""
+    data_shape = tuple(run.data_image_shape)
+    if axis == 2:
+        return data_shape, tuple(run.model_image_shape)
+    rows, cols = [volume_shape[a] for a in range(3) if a != axis][::-1]
+    shape = tuple(max(d, -(-n // 4) * 4) for d, n in zip(data_shape, (rows, cols)))
+    return shape, shape
+
+
+def _translate_plane(
     run: LoadedRun,
     volume: np.ndarray,
     mask: np.ndarray,
     direction: str,
     batch_size: int,
     progress: bool,
+    axis: int,
 ) -> np.ndarray:
-    data_shape = tuple(run.data_image_shape)
+    """The volume translated slice by slice along ``axis`` (0 outside the mask)."""
+    shape, model_shape = plane_shapes(run, volume.shape, axis)
     out = np.zeros(volume.shape, dtype=np.float32)
-    indices = [k for k in range(volume.shape[2]) if mask[:, :, k].any()]
-    images, divisors = _prepared_slices(run, volume, mask)
+    indices = [k for k in range(volume.shape[axis]) if np.take(mask, k, axis=axis).any()]
+    images, divisors = _prepared_slices(run, volume, mask, axis, shape)
     for start in progress_bar(
         range(0, len(indices), batch_size),
-        desc="slices",
+        desc=f"{PLANE_NAMES[axis]} slices",
         unit="batch",
         disable=not progress,
         leave=False,
     ):
         chunk = indices[start : start + batch_size]
         stacks = torch.from_numpy(slice_stacks(images, chunk, run.config.net.context))
-        batch = to_model_range(resize(stacks, run.model_image_shape))
+        batch = to_model_range(resize(stacks, model_shape))
         fake = translate_stack(
             run.method,
             batch,
@@ -119,26 +143,83 @@ def _translate_canonical(
             precision=run.precision,
             tile=run.tile,
         )
-        fake01 = to_data_range(resize(fake, data_shape))[:, 0].numpy()
+        fake01 = to_data_range(resize(fake, shape))[:, 0].numpy()
         for k, image01 in zip(chunk, fake01):
-            slice_mask = axial_slice(mask, k)
+            slice_mask = axial_slice(mask, k, axis)
             restored = fit_to(image01, slice_mask.shape) * divisors[k] * slice_mask
-            put_slice(out, k, restored.astype(np.float32))
+            put_slice(out, k, restored.astype(np.float32), axis)
     return out
 
 
+def _translate_canonical(
+    run: LoadedRun,
+    volume: np.ndarray,
+    mask: np.ndarray,
+    direction: str,
+    batch_size: int,
+    progress: bool,
+    planes: int = 1,
+) -> np.ndarray:
+    """Translate a RAS+ volume along ``planes`` axes (1: axial; 3: axial, coronal and sagittal,
+    averaged voxel by voxel)."""
+    axes = PLANE_AXES[planes]
+    total = np.zeros(volume.shape, dtype=np.float32)
+    for axis in axes:
+        total += _translate_plane(run, volume, mask, direction, batch_size, progress, axis)
+    return total / len(axes) if len(axes) > 1 else total
+
+
+def resolve_planes(run: LoadedRun, zooms=None) -> int:
+    """The planes to translate along: the run's ``net.planes``, or 1 for a volume whose voxels
+    are far from cubic (``zooms``: voxel sizes in mm; slices along a thick axis look nothing
+    like the training slices).
+
+    Raises:
+        UsageError: ``net.planes`` > 1 for a run that does not work at its data's resolution.
+    """
+    planes = run.config.net.planes
+    if planes == 1:
+        return 1
+    if tuple(run.model_image_shape) != tuple(run.data_image_shape):
+        raise UsageError(
+            f"{run.run_dir} has net.planes={planes} but works below its data's resolution; "
+            "translating coronal and sagittal slices needs a run at native resolution"
+        )
+    if zooms is not None and max(zooms) > MAX_VOXEL_RATIO * min(zooms):
+        size = "x".join(f"{z:g}" for z in zooms)
+        warnings.warn(
+            f"net.planes={planes}: the voxels are {size} mm, far from cubic; translating "
+            "axial slices only",
+            InputWarning,
+            stacklevel=3,
+        )
+        return 1
+    return planes
+
+
 def translate_volume(
-    run: LoadedRun, volume, direction: str, mask=None, batch_size: int = 16, progress: bool = False
+    run: LoadedRun,
+    volume,
+    direction: str,
+    mask=None,
+    batch_size: int = 16,
+    progress: bool = False,
+    zooms=None,
 ):
     """Translate a 3-D volume. ``volume``: a NIfTI path, a nibabel image or an (X, Y, Z) array in
-    RAS+ orientation. Returns the same kind (a nibabel image for paths and images)."""
+    RAS+ orientation. Returns the same kind (a nibabel image for paths and images).
+
+    With ``net.planes=3`` the volume is translated along its axial, coronal and sagittal
+    slices and the three translations averaged, unless its voxels are far from cubic (read
+    from the image, or ``zooms`` for an array; an array without ``zooms`` counts as cubic)."""
     direction = Direction.parse(direction)
     if isinstance(volume, np.ndarray):
         if volume.ndim != 3 or not np.isfinite(volume).all() or not volume.any():
             raise UsageError("the volume must be 3-D, finite and not all zeros")
         array = volume.astype(np.float32)
         mask_array = default_brain_mask(array) if mask is None else np.asarray(mask) > 0
-        return _translate_canonical(run, array, mask_array, direction, batch_size, progress)
+        planes = resolve_planes(run, zooms)
+        return _translate_canonical(run, array, mask_array, direction, batch_size, progress, planes)
     image = volume if isinstance(volume, nib.Nifti1Image) else load_volume(volume, "input")
     data = canonical(image)
     if mask is None:
@@ -147,7 +228,8 @@ def translate_volume(
         mask_image = mask if isinstance(mask, nib.Nifti1Image) else load_volume(mask, "mask")
         check_same_grid(image, mask_image, "input and mask")
         mask_data = canonical(mask_image) > 0
-    result = _translate_canonical(run, data, mask_data, direction, batch_size, progress)
+    planes = resolve_planes(run, image.header.get_zooms()[:3])
+    result = _translate_canonical(run, data, mask_data, direction, batch_size, progress, planes)
     header = image.header.copy()
     header.set_data_dtype(np.float32)
     header.set_slope_inter(1.0, 0.0)

@@ -166,7 +166,7 @@ def _check_inputs(
             f"{cfg.model} trains on paired images but {data_dir} is unpaired; use an unpaired "
             f"model ({usable}) or import paired data"
         )
-    if cfg.net.context > 1 and not has_slabs(dataset.split("train").subjects):
+    if cfg.net.context > 1 and not has_slabs(dataset.split("train").slabs):
         raise UsageError(
             f"net.context={cfg.net.context} needs neighbouring slices, but {data_dir} holds one "
             "slice per subject; import a slab (e.g. --slices 40:140) or use net.context=1"
