@@ -20,10 +20,11 @@ from mrtranslate.methods.registry import make_config
 SIDE = 32  # voxels per side of the cubic test volumes (2 mm)
 
 
-def _cubic_bids(root, count: int = 3, spacing=(2.0, 2.0, 2.0)):
-    """BIDS subjects whose phantom volumes are SIDE x SIDE x 24 voxels of ``spacing`` mm."""
+def _cubic_bids(root, count: int = 3, spacing=(2.0, 2.0, 2.0), depth: int = 24):
+    """BIDS subjects whose phantom volumes are SIDE x SIDE x ``depth`` voxels of ``spacing``
+    mm."""
     for i in range(count):
-        vols, _ = phantom_volumes(i, slices=24, size=SIDE)
+        vols, _ = phantom_volumes(i, slices=depth, size=SIDE)
         anat = root / f"sub-{i:02d}" / "anat"
         affine = np.diag([*spacing, 1.0])
         save(anat / f"sub-{i:02d}_T1w.nii.gz", vols["t1w"], affine)
@@ -74,6 +75,23 @@ def test_import_cuts_training_subjects_along_three_planes_and_tests_along_one(pl
     assert np.corrcoef(kept.ravel(), cut.ravel())[0, 1] > 0.999
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["import"]["planes"] == 3 and "coronal" in dataset.info()["orientation"]
+
+
+def test_the_image_size_holds_every_planes_slices(tmp_path):
+    """The test participant (first here, axial only) has 32x32 slices; the training ones'
+    coronal and sagittal slices are 40 rows high: the size must hold them, not cut them."""
+    root = _cubic_bids(tmp_path / "bids", depth=40)
+    assert main(_import(root, tmp_path / "data", "--slices", "brain", "--planes", "3")) == 0
+    dataset = open_dataset(tmp_path / "data")
+    assert list(dataset.shape) == [40, SIDE]
+    train = dataset.split("train")
+    coronal = np.flatnonzero(np.asarray(train.planes) == 1)
+    expected = 0
+    for i in (1, 2):  # every brain voxel of the coronal cuts is kept
+        vols, _ = phantom_volumes(i, slices=40, size=SIDE)
+        brain = default_brain_mask(vols["t1w"], vols["t2w"])
+        expected += sum(int(brain[:, k, :].sum()) for k in brain_slice_range(brain, 1))
+    assert int(np.asarray(train.mask[coronal]).sum()) == expected
 
 
 def test_neighbouring_slices_never_cross_from_one_plane_to_another(planes_data):
@@ -202,11 +220,11 @@ def test_the_study_translates_three_plane_data_along_three_planes(planes_data, t
 
     shape = study_shape(open_dataset(planes_data[1]), ["generators_s"])
     assert shape.planes == 3 and shape.native
-    assert shape.volume_slices == SIDE + SIDE + 24  # the test volume's slices along each axis
+    assert shape.volume_slices == 24 and shape.plane_slices == SIDE + SIDE + 24
     axial = tmp_path / "axial"
     assert main(_import(planes_data[0], axial, "--slices", "brain")) == 0
     one = study_shape(open_dataset(axial), ["generators_s"])
-    assert one.planes == 1 and one.volume_slices == 24
+    assert one.planes == 1 and one.volume_slices == 24 and one.plane_slices == 0
 
 
 def test_translate_says_three_planes_and_warns_in_one_line_for_thick_slices(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -261,7 +262,8 @@ def _native_plan(step_at_base: dict[str, float], minutes: float, planes: int = 1
         metric_seconds_per_pixel=1.5e-7,
         step_seconds={(m, key): t * 64 * 64 / (76 * 64) for m, t in step_at_base.items()},
         crops=crops,
-        volume_slices=182 if planes == 1 else 182 + 218 + 182,
+        volume_slices=182,
+        plane_slices=182 + 218 + 182,
         volume_voxels=182 * 218 * 182,
         planes=planes,
     )
@@ -320,6 +322,20 @@ def test_three_plane_data_plans_three_plane_translation_and_pays_for_it():
     translation = [plan.fixed_seconds[VOLUMES_STAGE] - measures for plan in (one, three)]
     assert translation[1] == pytest.approx((182 + 218 + 182) / 182 * translation[0], rel=1e-6)
     assert three.estimated_seconds <= 0.9 * 30 * 60 + 1e-6 and three.steps <= one.steps
+
+
+def test_a_short_budget_translates_three_plane_data_axially():
+    """Three planes triple the whole-volume stage's translating; when that stage would take over
+    15% of the budget, the plan translates axially (measured: a 15-minute study that did not
+    left its last models 12 steps)."""
+    from mrtranslate.planning import PLANES_MAX_SHARE, VOLUMES_STAGE
+
+    short, axial = _native_plan(ZEN4, 15, planes=3), _native_plan(ZEN4, 15)
+    assert short.planes == 1 and _applied(short, "generators_s").net.planes == 1
+    assert short.to_dict() == axial.to_dict()  # exactly the axial plan
+    full = _native_plan(ZEN4, 30, planes=3)
+    assert full.planes == 3
+    assert full.fixed_seconds[VOLUMES_STAGE] <= PLANES_MAX_SHARE * 30 * 60
 
 
 def test_native_plans_pay_for_translating_in_tiles_of_the_crop():
@@ -387,6 +403,14 @@ def test_the_planned_size_is_always_measured_with_the_algorithms_it_fixes(monkey
             "g_t1_to_t2.model.1": f"winograd@{trained[0]}x{trained[1]}"
         }
     assert plan.estimated_seconds <= 0.9 * 60 * 60  # a tenth of the budget stays as margin
+    # three-plane data: the calibrated plan translates along three planes and pays for the
+    # slices of every axis (182 + 218 + 182 instead of 182)
+    from mrtranslate.planning import VOLUMES_STAGE
+
+    three = dataclasses.replace(study, planes=3, plane_slices=182 + 218 + 182)
+    plan3 = calibrate_and_plan(three, 60, 0.0, "cpu", "fp32")
+    assert plan3.planes == 3
+    assert plan3.fixed_seconds[VOLUMES_STAGE] > plan.fixed_seconds[VOLUMES_STAGE]
 
 
 def test_native_plans_grow_the_crop_to_96_then_the_steps():

@@ -160,6 +160,7 @@ class Calibration:
             dict(self.step_seconds),
             crops=self.crops,
             volume_slices=study.volume_slices,
+            plane_slices=study.plane_slices,
             volume_voxels=study.volume_voxels,
             planes=study.planes,
         )

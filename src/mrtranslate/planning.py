@@ -35,6 +35,7 @@ stay unusable at the steps a CPU budget allows (README, "The same training time 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Callable
@@ -68,6 +69,10 @@ BASE_CROP = 64
 # Whole-volume judgement (evaluate-volumes): seconds to measure one candidate volume per voxel
 # (measured: about 5 s for a 182x218x182 volume on 2 cores)
 VOLUME_MEASURE_SECONDS_PER_VOXEL = 5.0 / (182 * 218 * 182)
+# Three-plane translation of the test volumes (net.planes=3) only while the whole-volume stage
+# is planned at most this share of the budget (else the volumes are translated axially); the
+# estimate of that stage's translating is about half the time measured on an AVX-512 CPU
+PLANES_MAX_SHARE = 0.15
 
 
 @dataclass(frozen=True)
@@ -329,7 +334,8 @@ class CostModel:
     step_seconds: dict
     overhead_per_model: float = 4.0  # start-up, loading images, checkpoints, TensorBoard
     crops: dict | None = None  # native-resolution mode: rung key -> crop side (0 = whole)
-    volume_slices: int = 0  # slices of the test volumes translated whole (along each plane)
+    volume_slices: int = 0  # axial slices of the test volumes judged whole (evaluate-volumes)
+    plane_slices: int = 0  # their slices along all three axes (net.planes=3)
     volume_voxels: int = 0  # their voxels
     planes: int = 1  # planes each test volume is translated along (net.planes)
 
@@ -400,9 +406,10 @@ class CostModel:
         return translate + measures + 2.0
 
     def model_volumes_seconds(self, model: str, factor: float) -> float:
-        """Translating the whole test volumes both ways with ``model`` (their slices along every
-        plane translated, each costing about an axial slice) and measuring them."""
-        volumes = self.volume_slices * 2 * self._image_seconds(model, factor)
+        """Translating the whole test volumes both ways with ``model`` (along three planes: every
+        axis's slices, each costing about an axial slice) and measuring them."""
+        slices = self.plane_slices if self.planes == 3 else self.volume_slices
+        volumes = slices * 2 * self._image_seconds(model, factor)
         return volumes + 2 * self.volume_voxels * VOLUME_MEASURE_SECONDS_PER_VOXEL
 
     def volumes_seconds(self, factor: float) -> float:
@@ -452,7 +459,9 @@ def build_plan(
     conv_algorithms: dict | None = None,
 ) -> StudyPlan:
     """Choose size and steps for the time left (``PLANNED_FRACTION`` of the budget, less what
-    was already spent) and describe the result."""
+    was already spent) and describe the result. Three-plane data (``cost.planes``) whose volume
+    stage would take over :data:`PLANES_MAX_SHARE` of the budget is translated axially: a short
+    budget cannot pay three planes (measured: a 15-minute study left its models 12 steps)."""
     seconds = PLANNED_FRACTION * budget_minutes * 60 - spent_seconds
     max_steps = 200 * math.ceil(train_images / BATCH)
     native = cost.crops is not None
@@ -473,7 +482,7 @@ def build_plan(
         )
         for m in cost.models
     ]
-    return StudyPlan(
+    plan = StudyPlan(
         budget_minutes=budget_minutes,
         device=device,
         precision=precision,
@@ -488,14 +497,26 @@ def build_plan(
         epochs=EPOCHS,
         fits=fits,
         models=models,
-        fixed_seconds={
-            "already spent": spent_seconds,
-            "references": cost.references_seconds(factor),
-            **({VOLUMES_STAGE: volumes} if (volumes := cost.volumes_seconds(factor)) else {}),
-            "report": REPORT_SECONDS,
-        },
+        fixed_seconds=_fixed_seconds(cost, factor, spent_seconds),
         calibration=calibration or {},
     )
+    volumes = plan.fixed_seconds.get(VOLUMES_STAGE, 0.0)
+    if plan.planes == 3 and volumes > PLANES_MAX_SHARE * budget_minutes * 60:
+        axial = dataclasses.replace(cost, planes=1)
+        args = (factors, base, budget_minutes, spent_seconds, train_images, device, precision)
+        return build_plan(axial, *args, calibration, conv_algorithms)
+    return plan
+
+
+def _fixed_seconds(cost: CostModel, factor: float, spent_seconds: float) -> dict[str, float]:
+    """The plan's stages outside the models': spent, references, whole volumes, report."""
+    volumes = cost.volumes_seconds(factor)
+    return {
+        "already spent": spent_seconds,
+        "references": cost.references_seconds(factor),
+        **({VOLUMES_STAGE: volumes} if volumes else {}),
+        "report": REPORT_SECONDS,
+    }
 
 
 @dataclass
@@ -507,6 +528,7 @@ class StudyShape:
     train_images: int
     test_images: int
     native: bool = False  # train at the data's resolution on crops (volume data)
-    volume_slices: int = 0  # slices of the test volumes to translate (along each plane)
+    volume_slices: int = 0  # axial slices of the test volumes (judged whole after training)
+    plane_slices: int = 0  # their slices along all three axes
     volume_voxels: int = 0
     planes: int = 1  # 3: the training data holds slices along three planes (import --planes 3)

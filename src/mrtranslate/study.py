@@ -128,7 +128,7 @@ def study_shape(dataset, models: list[str]) -> StudyShape:
     data imported with slices along three planes (``--planes 3``) gets three-plane
     translation of the test volumes."""
     planes = 3 if dataset.split("train").planes is not None else 1
-    slices, voxels = _test_volume_size(dataset, planes)
+    slices, plane_slices, voxels = _test_volume_size(dataset)
     return StudyShape(
         models,
         tuple(dataset.shape),
@@ -136,6 +136,7 @@ def study_shape(dataset, models: list[str]) -> StudyShape:
         len(dataset.split("test")),
         native=dataset.has_volumes(),
         volume_slices=slices,
+        plane_slices=plane_slices if planes == 3 else 0,
         volume_voxels=voxels,
         planes=planes,
     )
@@ -160,35 +161,35 @@ def _plan_study(
     shape = study_shape(open_dataset(data_dir), models)
     if shape.native:
         _say("volume data: training at the data's resolution on random crops around the brain")
+    plan = calibrate_and_plan(shape, budget, spent, torch_device, choice.precision, say=_say)
     if shape.planes == 3:
-        _say("slices along three planes: volumes translated along each, the three averaged")
-    return calibrate_and_plan(
-        shape,
-        budget,
-        spent,
-        torch_device,
-        choice.precision,
-        say=_say,
-    )
+        _say(
+            "training slices along three planes; the test volumes translated along each"
+            if plan.planes == 3
+            else "training slices along three planes; the test volumes translated axially "
+            "(three planes would take over 15% of this budget)"
+        )
+    return plan
 
 
-def _test_volume_size(dataset, planes: int = 1) -> tuple[int, int]:
-    """Slices (axial, or along all three axes for ``planes`` = 3) and voxels of the test
-    volumes (from their headers), for the plan's estimate of the whole-volume judgement; (0, 0)
-    for data without source volumes."""
+def _test_volume_size(dataset) -> tuple[int, int, int]:
+    """Axial slices, slices along all three axes and voxels of the test volumes (from their
+    headers), for the plan's estimate of the whole-volume judgement; zeros for data without
+    source volumes."""
     import nibabel as nib
 
     if not dataset.has_volumes():
-        return 0, 0
-    slices = voxels = 0
+        return 0, 0, 0
+    slices = plane_slices = voxels = 0
     for source in dataset.volume_sources("test"):
         try:
             shape = nib.load(str(source.t1w)).shape[:3]
         except (OSError, ValueError):
             continue  # the evaluation itself names an unreadable volume
-        slices += int(shape[2]) if planes == 1 else int(sum(shape))
+        slices += int(shape[2])
+        plane_slices += int(sum(shape))
         voxels += int(shape[0] * shape[1] * shape[2])
-    return slices, voxels
+    return slices, plane_slices, voxels
 
 
 @dataclass

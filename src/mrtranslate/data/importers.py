@@ -423,8 +423,8 @@ def import_volumes(
     by_id = {s.subject: s for s in subjects}
     # Load everything first (one subject at a time is checked before anything is written).
     loaded = _load_subjects(subjects, side, options, default_slice, progress)
-    first = loaded[subjects[0].subject]["t1w"]
-    size = size or _default_size(tuple(max(image.shape[i] for image in first) for i in (0, 1)))
+    images = [image for slices in loaded.values() for image in slices["t1w"]]
+    size = size or _default_size(tuple(max(image.shape[i] for image in images) for i in (0, 1)))
     _check_size(size)
     with atomic_directory(out, overwrite) as tmp:
         for split, members in splits.items():
