@@ -166,7 +166,7 @@ def _translate_canonical(
     total = np.zeros(volume.shape, dtype=np.float32)
     for axis in axes:
         total += _translate_plane(run, volume, mask, direction, batch_size, progress, axis)
-    return total / len(axes) if len(axes) > 1 else total
+    return total / len(axes)
 
 
 def resolve_planes(run: LoadedRun, zooms=None) -> int:
