@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from html import escape
 from pathlib import Path
 
@@ -186,6 +187,11 @@ def _resolution_note(summary: EvalSummary) -> str:
     if not data_shape:
         return f"<p class=note><b>Working resolution: {h}x{w} pixels.</b></p>"
     factor = max(d / m for d, m in zip(data_shape, (h, w)))
+    if factor <= 1.0 + 1e-6:
+        return (
+            f"<p class=note><b>Working resolution: {h}x{w} pixels</b>, the data's own "
+            "resolution.</p>"
+        )
     return (
         f"<p class=note><b>Working resolution: {h}x{w} pixels</b>, the data's "
         f"{data_shape[0]}x{data_shape[1]} images down-sampled {factor:.1f}x; the models were "
@@ -207,8 +213,18 @@ def _data_and_settings(summaries: list[EvalSummary], citation: str | None) -> li
         f"per contrast, compared at {shape} pixels (the runs' working resolution). Models: "
         f"{escape(models)}; profile {escape(str(first.profile))}; training precision "
         f"{escape(precisions)}.</p>",
-        f"<p class=note>Data: please cite {escape(citation)}</p>" if citation else "",
+        f"<p class=note>Data: {escape(_citation_sentence(citation))}</p>" if citation else "",
     ]
+
+
+def _citation_sentence(citation: str) -> str:
+    """How to cite the data, as one sentence: the data set's own text when it already says
+    "cite" at its start (BIDS ``HowToAcknowledge`` often does: "Cite all three: ..."), else
+    "please cite" before it."""
+    text = citation.strip()
+    if re.match(r"(please\s+)?(cite|acknowledge)\b", text, re.IGNORECASE):
+        return text
+    return f"please cite {text}"
 
 
 def render_page(
