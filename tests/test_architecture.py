@@ -25,7 +25,7 @@ LAYERS = [
     {"evaluation"},
     {"reporting", "perceptual"},
     {"training"},  # writes runs; nothing that reads runs needs it
-    {"planning", "pacing", "calibration", "bench", "study", "gpu_check"},
+    {"bench", "study", "gpu_check"},
     {"cli", "__main__"},
 ]
 LAYER_OF = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -1,4 +1,5 @@
-"""Re-planning a running study from the speed it measures (mrtranslate.pacing), on a fake clock:
+"""Re-planning a running study from the speed it measures (mrtranslate.study.pacing), on a fake
+clock:
 the study must still end when the plan said, however the machine's speed changed after the
 calibration."""
 
@@ -8,8 +9,8 @@ import json
 
 import pytest
 
-from mrtranslate.pacing import Pace
-from mrtranslate.planning import FLOOR_STEPS, VOLUMES_STAGE, ModelPlan, StudyPlan
+from mrtranslate.study.pacing import Pace
+from mrtranslate.study.plan import FLOOR_STEPS, VOLUMES_STAGE, ModelPlan, StudyPlan
 
 # Calibrated s/step and steps of an equal-time plan (the 30-minute sub-19 study's, AVX-512 CPU)
 CALIBRATED = {
@@ -120,7 +121,7 @@ def test_the_measured_speeds_of_a_real_study_land_within_its_budget():
 def test_a_study_planned_in_this_call_aims_closer_to_its_budget_once_measured():
     """The plan aims at 90% of the budget; re-planned, the study aims at REPLANNED_FRACTION of
     it (from the study's start), never earlier than the plan's own end."""
-    from mrtranslate.pacing import REPLANNED_FRACTION
+    from mrtranslate.study.pacing import REPLANNED_FRACTION
 
     budget = 30 * 60
     for speed in (0.8, 1.0, 1.3):
@@ -206,8 +207,8 @@ def test_a_study_re_plans_its_remaining_models_and_records_it(
     """A plan whose step times are far too optimistic: after the first model the study cuts the
     second one's steps, trains exactly those, and records the change where --plan and a resumed
     study read it."""
-    from mrtranslate import study
     from mrtranslate.cli import main
+    from mrtranslate.study import run as study
 
     def optimistic_plan(data_dir, models, budget, spent, device, precision):
         entries = [ModelPlan(m, 1e-4, 24e-4, 1e-3, steps=24) for m in models]

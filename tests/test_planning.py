@@ -11,7 +11,7 @@ import pytest
 from helpers import usage_error
 from mrtranslate.cli import main
 from mrtranslate.methods import make_config
-from mrtranslate.planning import (
+from mrtranslate.study.plan import (
     MIN_STEPS,
     TARGET_STEPS,
     CostModel,
@@ -91,7 +91,7 @@ def test_a_larger_budget_never_gives_fewer_steps_or_smaller_images(machine):
 def test_choose_follows_the_ladder():
     # One step of all models costs 1 s at the base factor 4, 4 s at factor 2 and 16 s at 1.
     factors, base = [8, 4, 2, 1], 4
-    from mrtranslate.planning import SizeCost
+    from mrtranslate.study.plan import SizeCost
 
     def cost(factor):
         return SizeCost(step_seconds={8: 0.25, 4: 1.0, 2: 4.0, 1: 16.0}[factor], fixed_seconds=0)
@@ -251,7 +251,7 @@ def _native_plan(step_at_base: dict[str, float], minutes: float, planes: int = 1
     """Native-resolution plans for 220x184 volume data: step times measured on 64x64 crops
     (proportional to pixels elsewhere), two test volumes of 182 slices judged whole (along
     ``planes`` planes)."""
-    from mrtranslate.planning import BASE_CROP, candidate_crops, crop_key
+    from mrtranslate.study.plan import BASE_CROP, candidate_crops, crop_key
 
     crops, base = candidate_crops(REAL)
     key = crop_key(REAL, BASE_CROP)
@@ -271,7 +271,7 @@ def _native_plan(step_at_base: dict[str, float], minutes: float, planes: int = 1
 
 
 def test_native_plans_keep_full_resolution_and_grow_crops_then_steps():
-    from mrtranslate.planning import CROPS, candidate_crops
+    from mrtranslate.study.plan import CROPS, candidate_crops
 
     crops, base = candidate_crops(REAL)
     assert list(crops.values())[-1] == 0 and crops[base] == 64  # whole image last, base 64
@@ -298,7 +298,7 @@ def test_native_plans_keep_full_resolution_and_grow_crops_then_steps():
 def test_native_plan_counts_the_whole_volume_judgement():
     """The whole-volume stage (after every model's evaluation) is one fixed cost of the plan:
     the baselines and each model's volumes, translated and measured."""
-    from mrtranslate.planning import VOLUME_MEASURE_SECONDS_PER_VOXEL, VOLUMES_STAGE
+    from mrtranslate.study.cost import VOLUME_MEASURE_SECONDS_PER_VOXEL, VOLUMES_STAGE
 
     plan = _native_plan(ZEN4, 15)
     measure = 182 * 218 * 182 * VOLUME_MEASURE_SECONDS_PER_VOXEL
@@ -311,7 +311,7 @@ def test_native_plan_counts_the_whole_volume_judgement():
 def test_three_plane_data_plans_three_plane_translation_and_pays_for_it():
     """Data imported with --planes 3: every model translates volumes along three planes
     (net.planes=3), and the whole-volume stage pays for every plane's slices."""
-    from mrtranslate.planning import VOLUME_MEASURE_SECONDS_PER_VOXEL, VOLUMES_STAGE
+    from mrtranslate.study.cost import VOLUME_MEASURE_SECONDS_PER_VOXEL, VOLUMES_STAGE
 
     one, three = _native_plan(ZEN4, 30), _native_plan(ZEN4, 30, planes=3)
     assert one.planes == 1 and _applied(one, "generators_s").net.planes == 1
@@ -328,7 +328,7 @@ def test_a_short_budget_translates_three_plane_data_axially():
     """Three planes triple the whole-volume stage's translating; when that stage would take over
     15% of the budget, the plan translates axially (measured: a 15-minute study that did not
     left its last models 12 steps)."""
-    from mrtranslate.planning import PLANES_MAX_SHARE, VOLUMES_STAGE
+    from mrtranslate.study.plan import PLANES_MAX_SHARE, VOLUMES_STAGE
 
     short, axial = _native_plan(ZEN4, 15, planes=3), _native_plan(ZEN4, 15)
     assert short.planes == 1 and _applied(short, "generators_s").net.planes == 1
@@ -342,7 +342,7 @@ def test_native_plans_pay_for_translating_in_tiles_of_the_crop():
     """Runs trained on crops translate in overlapping tiles (inference/batches.py): the cost
     model counts the tiles' pixels, and a whole-image rung counts the image once."""
     from mrtranslate.data.tensors import tile_starts
-    from mrtranslate.planning import candidate_crops, crop_key
+    from mrtranslate.study.plan import candidate_crops, crop_key
 
     crops, _ = candidate_crops(REAL)
     cost = CostModel(
@@ -371,9 +371,10 @@ def test_the_planned_size_is_always_measured_with_the_algorithms_it_fixes(monkey
     """Calibration measures the base crop first; with a generous budget the plan picks a larger
     crop, which must then be measured (however long calibration took), and every model's plan
     must replay the algorithms measured at that size."""
-    from mrtranslate import calibration
-    from mrtranslate.calibration import calibrate_and_plan
-    from mrtranslate.planning import BASE_CROP, StudyShape
+    from mrtranslate.study import calibration
+    from mrtranslate.study.calibration import calibrate_and_plan
+    from mrtranslate.study.plan import BASE_CROP
+    from mrtranslate.study.shape import StudyShape
 
     measured = []
 
@@ -405,7 +406,7 @@ def test_the_planned_size_is_always_measured_with_the_algorithms_it_fixes(monkey
     assert plan.estimated_seconds <= 0.9 * 60 * 60  # a tenth of the budget stays as margin
     # three-plane data: the calibrated plan translates along three planes and pays for the
     # slices of every axis (182 + 218 + 182 instead of 182)
-    from mrtranslate.planning import VOLUMES_STAGE
+    from mrtranslate.study.plan import VOLUMES_STAGE
 
     three = dataclasses.replace(study, planes=3, plane_slices=182 + 218 + 182)
     plan3 = calibrate_and_plan(three, 60, 0.0, "cpu", "fp32")
@@ -417,7 +418,7 @@ def test_native_plans_grow_the_crop_to_96_then_the_steps():
     """Up to 96x96 a larger crop is taken as soon as it gets NATIVE_TARGET_STEPS (fewer than
     600: at equal work 96x96 crops beat 64x64 ones); a larger one only once it gets
     NATIVE_LARGE_CROP_STEPS (at equal work more steps on 96x96 beat 192x184 crops)."""
-    from mrtranslate.planning import (
+    from mrtranslate.study.plan import (
         NATIVE_LARGE_CROP_STEPS,
         NATIVE_STEP_CROP,
         NATIVE_TARGET_STEPS,
@@ -441,7 +442,7 @@ def test_native_plans_grow_the_crop_to_96_then_the_steps():
 
 
 def test_equal_time_steps_share_the_training_time():
-    from mrtranslate.planning import equal_time_steps
+    from mrtranslate.study.plan import equal_time_steps
 
     # 60 steps of both: 90 s, 45 s each; multiples of 6; capped at the paper's schedule
     assert equal_time_steps({"slow": 1.0, "fast": 0.5}, 60, 10**6) == {"slow": 42, "fast": 90}
@@ -482,7 +483,7 @@ def test_calibration_times_a_cheap_step_over_a_second(monkeypatch):
 
     import torch
 
-    from mrtranslate import calibration
+    from mrtranslate.study import calibration
 
     monkeypatch.setattr(calibration, "MIN_TIMED_SECONDS", 0.3)
     steps = []

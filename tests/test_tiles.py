@@ -112,3 +112,37 @@ def test_runs_trained_on_crops_translate_volumes_and_test_slices_in_tiles(
     seen.clear()
     assert main(["evaluate", "--run", str(run), "--quiet"]) == 0
     assert seen and set(seen) == {(32, 32)}
+
+
+def test_tiles_without_brain_are_skipped_and_the_brain_is_unchanged():
+    """Given masks, a tile that holds no brain pixel is never translated; inside the brain the
+    blended result equals the translation of every tile (the normalising model makes each
+    tile's output depend on the whole tile, so a wrong blend would show)."""
+    images = torch.rand(3, 1, 120, 100) * 2 - 1
+    masks = torch.zeros(3, 120, 100, dtype=torch.bool)
+    masks[0, 40:70, 30:60] = True  # a small brain in the middle
+    masks[1, 0:5, 0:5] = True  # a corner only
+    # image 2: no brain at all
+    every = _CountingNormaliser()
+    full = translate_stack(every, images, "t1-to-t2", tile=(48, 48))
+    some = _CountingNormaliser()
+    skipped = translate_stack(some, images, "t1-to-t2", tile=(48, 48), masks=masks)
+    inside = masks[:, None]
+    torch.testing.assert_close(skipped[inside], full[inside], rtol=0, atol=1e-6)
+    assert (skipped[2] == -1).all()  # no brain: nothing translated, all background
+    corners = [(y, x) for y in tile_starts(120, 48) for x in tile_starts(100, 48)]
+    assert every.images == 3 * len(corners)
+    holding = sum(
+        bool(masks[i, y : y + 48, x : x + 48].any()) for i in range(3) for y, x in corners
+    )
+    assert some.images == holding < len(corners)
+
+
+class _CountingNormaliser(_Normalising):
+    """:class:`_Normalising` that counts the images (tiles) it translates."""
+
+    images = 0
+
+    def translate(self, images, direction):
+        self.images += images.shape[0]
+        return super().translate(images, direction)

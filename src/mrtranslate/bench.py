@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from mrtranslate.calibration import metrics_seconds, random_data_trainer
 from mrtranslate.directions import Direction
 from mrtranslate.hardware import (
     CPU,
@@ -38,6 +37,7 @@ from mrtranslate.hardware import (
 from mrtranslate.inference.batches import translate_stack
 from mrtranslate.methods import display_name, make_config
 from mrtranslate.nets.conv import conv_layers
+from mrtranslate.study.calibration import metrics_seconds, random_data_trainer
 
 
 def count_flops(fn: Callable[[], object], module: torch.nn.Module | None = None) -> int:

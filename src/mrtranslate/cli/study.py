@@ -7,7 +7,7 @@ import argparse
 from mrtranslate.cli.parser import add_device, add_overrides, add_precision
 from mrtranslate.config import PROFILES
 from mrtranslate.methods import names
-from mrtranslate.planning import DEFAULT_BUDGET_MINUTES
+from mrtranslate.study.plan import DEFAULT_BUDGET_MINUTES
 
 
 def register(sub: argparse._SubParsersAction) -> None:

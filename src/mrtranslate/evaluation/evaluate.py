@@ -176,15 +176,31 @@ def _open_test_data(run: LoadedRun, run_dir, data_dir) -> tuple[Dataset, Path]:
     return dataset, Path(data_dir)
 
 
+# (batch size, repeats) of the synthesis timing: batch 1, and the evaluation's batch
+SYNTHESIS_TIMING_REPEATS = 16
+
+
 def _synthesis_timing(run: LoadedRun, images: torch.Tensor, direction, batch_size: int) -> dict:
     """Median seconds per image at batch 1 and at ``batch_size``."""
     common = {"device": run.device, "precision": run.precision, "tile": run.tile}
     return {
-        "seconds_per_image_batch1": time_synthesis(run.method, images, direction, 1, **common),
+        "seconds_per_image_batch1": time_synthesis(
+            run.method, images, direction, 1, repeats=SYNTHESIS_TIMING_REPEATS, **common
+        ),
         f"seconds_per_image_batch{batch_size}": time_synthesis(
             run.method, images, direction, batch_size, repeats=2 * batch_size, **common
         ),
     }
+
+
+def synthesis_timing_images(test_images: int, batch_size: int = 16) -> int:
+    """Whole test images that :func:`_synthesis_timing` translates (one direction): the
+    calls of :func:`time_synthesis` at batch 1 and at ``batch_size``, warm-up included."""
+    total = 0
+    for batch, repeats in ((1, SYNTHESIS_TIMING_REPEATS), (batch_size, 2 * batch_size)):
+        n = max(1, min(batch, test_images))
+        total += n * (1 + max(1, repeats // n))
+    return total
 
 
 def evaluate_run(
@@ -208,11 +224,20 @@ def evaluate_run(
     rows_by_direction, csv_rows, timing = {}, [], {}
     for direction in DIRECTIONS:
         src, dst = direction.source, direction.target
+        # trained for the brain only: background outside it (so tiles without brain are skipped)
+        masks = torch.from_numpy(tensors["mask"]) if run.config.loss.brain_only else None
         fake = translate_stack(
-            run.method, inputs[src], direction, batch_size, run.device, run.precision, run.tile
+            run.method,
+            inputs[src],
+            direction,
+            batch_size,
+            run.device,
+            run.precision,
+            run.tile,
+            masks=masks,
         )
-        if run.config.loss.brain_only:  # trained for the brain only: background outside it
-            fake = torch.where(torch.from_numpy(tensors["mask"])[:, None], fake, -1.0)
+        if masks is not None:
+            fake = torch.where(masks[:, None], fake, -1.0)
         real01 = to_data_range(tensors[dst])[:, 0].numpy()
         fake01 = to_data_range(fake)[:, 0].numpy()
         save_npy_atomic(layout.synthetic_path(run_dir, direction), fake01.astype(np.float32))

@@ -72,14 +72,15 @@ def _prepared_slices(
 ):
     """Every slice along ``axis`` cropped or padded to ``shape`` and scaled like the training
     data, (n, H, W) float32 in [0, 1], zero outside the mask and at least the run's brain floor
-    inside (``net.brain_floor``), with each slice's divisor."""
+    inside (``net.brain_floor``), with each slice's divisor and its mask (n, H, W) bool."""
     # The training data's scale: one divisor for the whole volume, or one per slice (None).
     shared = volume_divisor(volume, mask) if run.intensity_scale == "volume" else None
     count = volume.shape[axis]
     images = np.zeros((count, *shape), dtype=np.float32)
+    masks = np.zeros((count, *shape), dtype=bool)
     divisors = np.ones(count, dtype=np.float64)
     for k in range(count):
-        fitted_mask = fit_to(axial_slice(mask, k, axis), shape)
+        fitted_mask = masks[k] = fit_to(axial_slice(mask, k, axis), shape)
         if fitted_mask.any():
             scaled, divisors[k] = scale_slice(
                 fit_to(axial_slice(volume, k, axis), shape), fitted_mask, shared
@@ -87,7 +88,7 @@ def _prepared_slices(
             images[k] = with_brain_floor(
                 scaled * fitted_mask, fitted_mask, run.config.net.brain_floor
             )
-    return images, divisors
+    return images, divisors, masks
 
 
 def slice_stacks(images: np.ndarray, indices: list[int], context: int) -> np.ndarray:
@@ -123,7 +124,9 @@ def _translate_plane(
     shape, model_shape = plane_shapes(run, volume.shape, axis)
     out = np.zeros(volume.shape, dtype=np.float32)
     indices = [k for k in range(volume.shape[axis]) if np.take(mask, k, axis=axis).any()]
-    images, divisors = _prepared_slices(run, volume, mask, axis, shape)
+    images, divisors, masks = _prepared_slices(run, volume, mask, axis, shape)
+    # the output is kept inside the mask only: tiles without brain need no translating
+    native = tuple(shape) == tuple(model_shape)
     for start in progress_bar(
         range(0, len(indices), batch_size),
         desc=f"{PLANE_NAMES[axis]} slices",
@@ -142,6 +145,7 @@ def _translate_plane(
             device=run.device,
             precision=run.precision,
             tile=run.tile,
+            masks=torch.from_numpy(masks[chunk]) if native else None,
         )
         fake01 = to_data_range(resize(fake, shape))[:, 0].numpy()
         for k, image01 in zip(chunk, fake01):

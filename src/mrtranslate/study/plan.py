@@ -1,7 +1,7 @@
 """Plan a study to a time budget: how many training steps, at which image size.
 
 The planner is a pure function of measured costs (:func:`choose`, :func:`build_plan`);
-:func:`mrtranslate.calibration.calibrate_and_plan` measures those costs on this machine (a few
+:func:`mrtranslate.study.calibration.calibrate_and_plan` measures those costs on this machine (a few
 training steps per model at the quick settings, in the resolved precision) and builds a
 :class:`StudyPlan` with it.
 
@@ -37,12 +37,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from mrtranslate.config import RunConfig
-from mrtranslate.data.tensors import auto_downsample, crop_shape, tile_starts, working_shape
+from mrtranslate.data.tensors import auto_downsample, crop_shape, working_shape
+from mrtranslate.study.cost import REPORT_SECONDS, VOLUMES_STAGE, CostModel, SizeCost
 
 MIN_STEPS = 210  # a sensible minimum (35 x 6): every model already beats copying the input
 TARGET_STEPS = 600  # steps reached at the base size before the images grow
@@ -66,32 +66,10 @@ DEFAULT_BUDGET_MINUTES = 15.0  # the study's budget when none is given
 BATCH = 4
 CROPS = (48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256, 320, 384)  # candidate sides
 BASE_CROP = 64
-# Whole-volume judgement (evaluate-volumes): seconds to measure one candidate volume per voxel
-# (measured: about 5 s for a 182x218x182 volume on 2 cores)
-VOLUME_MEASURE_SECONDS_PER_VOXEL = 5.0 / (182 * 218 * 182)
 # Three-plane translation of the test volumes (net.planes=3) only while the whole-volume stage
 # is planned at most this share of the budget (else the volumes are translated axially); the
 # estimate of that stage's translating is about half the time measured on an AVX-512 CPU
 PLANES_MAX_SHARE = 0.15
-
-
-@dataclass(frozen=True)
-class SizeCost:
-    """Measured or estimated cost of the whole study at one image size.
-
-    Attributes:
-        step_seconds: seconds of one training step per model, summed over the models.
-        fixed_seconds: seconds that do not grow with the steps (evaluation, start-up, saving).
-    """
-
-    step_seconds: float
-    fixed_seconds: float
-
-    def steps_within(self, seconds: float) -> int:
-        """Training steps (per model) that fit in ``seconds`` after the fixed costs."""
-        if seconds <= self.fixed_seconds:
-            return 0
-        return int((seconds - self.fixed_seconds) / max(self.step_seconds, 1e-9))
 
 
 def _round_steps(steps: float) -> int:
@@ -210,7 +188,7 @@ class ModelPlan:
     # replayed plan trains with exactly these (layers not named: direct)
     conv_algorithms: dict[str, str] = field(default_factory=dict)
     # the first plan's steps when the study re-planned them from the speed it measured while
-    # running (mrtranslate.pacing); 0: never re-planned
+    # running (mrtranslate.study.pacing); 0: never re-planned
     calibrated_steps: int = 0
 
 
@@ -237,7 +215,7 @@ class StudyPlan:
     # whole volumes translated along this many planes, averaged (net.planes; 3 for data
     # imported with --planes 3)
     planes: int = 1
-    # each re-planning of the steps while the study ran (mrtranslate.pacing): after which
+    # each re-planning of the steps while the study ran (mrtranslate.study.pacing): after which
     # model, the seconds left, the measured speeds against the calibration, the new steps
     replans: list[dict] = field(default_factory=list)
 
@@ -316,125 +294,6 @@ class StudyPlan:
                 "  warning: even the smallest plan does not fit this budget; it will run over"
             )
         return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class CostModel:
-    """How the study's time depends on the image size, given measured step times.
-
-    ``step_seconds[(model, factor)]`` are measured training-step times; sizes not measured are
-    estimated with a linear fit of time against pixel count through the measured sizes (with
-    a single measured size: proportional to the pixel count).
-    """
-
-    models: tuple[str, ...]
-    data_shape: tuple[int, int]
-    test_images: int
-    metric_seconds_per_pixel: float
-    step_seconds: dict
-    overhead_per_model: float = 4.0  # start-up, loading images, checkpoints, TensorBoard
-    crops: dict | None = None  # native-resolution mode: rung key -> crop side (0 = whole)
-    volume_slices: int = 0  # axial slices of the test volumes judged whole (evaluate-volumes)
-    plane_slices: int = 0  # their slices along all three axes (net.planes=3)
-    volume_voxels: int = 0  # their voxels
-    planes: int = 1  # planes each test volume is translated along (net.planes)
-
-    def train_shape(self, factor: float) -> tuple[int, int]:
-        """The training images' (or crops') size at rung ``factor``."""
-        if self.crops is not None:
-            return crop_shape(tuple(self.data_shape), self.crops[factor])
-        return working_shape(self.data_shape, factor)
-
-    def eval_shape(self, factor: float) -> tuple[int, int]:
-        """The size whole images are translated and measured at."""
-        return tuple(self.data_shape) if self.crops is not None else self.train_shape(factor)
-
-    def pixels(self, factor: float) -> int:
-        h, w = self.train_shape(factor)
-        return h * w
-
-    def eval_pixels(self, factor: float) -> int:
-        h, w = self.eval_shape(factor)
-        return h * w
-
-    def translated_pixels(self, factor: float) -> int:
-        """Pixels a generator computes to translate one whole image: in native mode the
-        overlapping tiles of the training crop (inference/batches.py), else the image."""
-        if self.crops is None:
-            return self.eval_pixels(factor)
-        (height, width), (th, tw) = self.eval_shape(factor), self.train_shape(factor)
-        return len(tile_starts(height, th)) * len(tile_starts(width, tw)) * th * tw
-
-    def _image_seconds(self, model: str, factor: float) -> float:
-        """One generator forward of a whole image: a 32nd of a training step (batch 4) of the
-        same size; in native mode, where a large whole slice is translated in tiles after
-        training on small crops, an 80th of the step scaled by pixels (measured on 2 cores:
-        0.05-0.08 s per 220x184 slice against a 0.29 s step on 48x48 crops)."""
-        ratio = self.translated_pixels(factor) / self.pixels(factor)
-        return self.model_step(model, factor) * ratio / (32 if self.crops is None else 80)
-
-    def model_step(self, model: str, factor: float) -> float:
-        """Seconds per training step of ``model`` at ``factor``: measured, or estimated with a
-        least-squares line through the measured sizes (time = a + b * pixels, b >= 0); with one
-        measured size, proportional to the pixel count."""
-        measured = [(self.pixels(f), t) for (m, f), t in self.step_seconds.items() if m == model]
-        if not measured:
-            raise KeyError(f"no step time measured for {model}")
-        px = self.pixels(factor)
-        exact = [t for p, t in measured if p == px]
-        if exact:
-            return statistics.fmean(exact)
-        if len({p for p, _ in measured}) == 1:
-            p0, t0 = measured[0]
-            return t0 * px / p0
-        pixels = [p for p, _ in measured]
-        times = [t for _, t in measured]
-        slope = max(statistics.linear_regression(pixels, times).slope, 0.0)
-        intercept = statistics.fmean(times) - slope * statistics.fmean(pixels)
-        smallest = min(measured)
-        # never below proportional scaling from the smallest measured size
-        return max(intercept + slope * px, smallest[1] * min(1.0, px / smallest[0]))
-
-    def evaluate_seconds(self, model: str, factor: float) -> float:
-        """Translating the test split both ways (and timing it), plus the measures (the
-        model's stage in the study; its whole test volumes come later, in
-        :meth:`volumes_seconds`)."""
-        per_image = self._image_seconds(model, factor)
-        translate = self.test_images * 2 * 1.4 * per_image
-        pixels = self.eval_pixels(factor)
-        measures = self.test_images * 2 * 2 * pixels * self.metric_seconds_per_pixel
-        return translate + measures + 2.0
-
-    def model_volumes_seconds(self, model: str, factor: float) -> float:
-        """Translating the whole test volumes both ways with ``model`` (along three planes: every
-        axis's slices, each costing about an axial slice) and measuring them."""
-        slices = self.plane_slices if self.planes == 3 else self.volume_slices
-        volumes = slices * 2 * self._image_seconds(model, factor)
-        return volumes + 2 * self.volume_voxels * VOLUME_MEASURE_SECONDS_PER_VOXEL
-
-    def volumes_seconds(self, factor: float) -> float:
-        """The study's whole-volume stage (after every model is evaluated): each model's
-        volumes and the baselines (copy and lookup, both directions); 0 without volumes."""
-        if not self.volume_slices and not self.volume_voxels:
-            return 0.0
-        baselines = 2 * 2 * self.volume_voxels * VOLUME_MEASURE_SECONDS_PER_VOXEL
-        return baselines + sum(self.model_volumes_seconds(m, factor) for m in self.models)
-
-    def references_seconds(self, factor: float) -> float:
-        """The reference points, measured once per study (4 stacks of the test split)."""
-        pixels = self.eval_pixels(factor)
-        return self.test_images * 8 * pixels * self.metric_seconds_per_pixel + 2.0
-
-    def __call__(self, factor: float) -> SizeCost:
-        step = sum(self.model_step(m, factor) for m in self.models)
-        fixed = sum(self.evaluate_seconds(m, factor) for m in self.models)
-        fixed += self.references_seconds(factor) + self.volumes_seconds(factor)
-        fixed += self.overhead_per_model * len(self.models)
-        return SizeCost(step_seconds=step, fixed_seconds=fixed + REPORT_SECONDS)
-
-
-REPORT_SECONDS = 5.0
-VOLUMES_STAGE = "whole volumes"  # the key of the whole-volume stage in a plan's fixed_seconds
 
 
 def equal_time_steps(step_seconds: dict[str, float], steps: int, max_steps: int) -> dict[str, int]:
@@ -517,18 +376,3 @@ def _fixed_seconds(cost: CostModel, factor: float, spent_seconds: float) -> dict
         **({VOLUMES_STAGE: volumes} if volumes else {}),
         "report": REPORT_SECONDS,
     }
-
-
-@dataclass
-class StudyShape:
-    """What the planner needs to know about the study: models and data set sizes."""
-
-    models: list[str]
-    data_shape: tuple[int, int]
-    train_images: int
-    test_images: int
-    native: bool = False  # train at the data's resolution on crops (volume data)
-    volume_slices: int = 0  # axial slices of the test volumes (judged whole after training)
-    plane_slices: int = 0  # their slices along all three axes
-    volume_voxels: int = 0
-    planes: int = 1  # 3: the training data holds slices along three planes (import --planes 3)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from mrtranslate.planning import FLOOR_STEPS, REPORT_SECONDS, STEP_MULTIPLE, StudyPlan
+from mrtranslate.study.plan import FLOOR_STEPS, REPORT_SECONDS, STEP_MULTIPLE, StudyPlan
 
 # A measured speed further than this from the calibration's is taken as this far (one stage
 # is a short sample; a stage interrupted and resumed is not counted at all).

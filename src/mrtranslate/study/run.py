@@ -1,7 +1,7 @@
 """``mrtranslate study``: the main job, from data to report in one resumable command.
 
 Stages: (1) the data set (the built-in phantom in ``OUT/data`` unless ``--data`` is given),
-(2) a plan that fits the time budget (:mod:`mrtranslate.planning`; skipped for a fixed
+(2) a plan that fits the time budget (:mod:`mrtranslate.study.plan`; skipped for a fixed
 ``--profile``), (3) training of each model in ``OUT/runs/<model>``, (4) evaluation of each run
 with the reference points, (5) the report in ``OUT/report``.
 
@@ -24,10 +24,11 @@ from mrtranslate.data.dataset import meta_path, open_dataset
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import write_json_atomic
 from mrtranslate.methods import display_name, make_config, names
-from mrtranslate.pacing import Pace
-from mrtranslate.planning import BATCH, DEFAULT_BUDGET_MINUTES, StudyPlan, StudyShape
 from mrtranslate.runs import is_evaluated, layout, load_latest_checkpoint, load_record
 from mrtranslate.runs.checkpoint import previous_path
+from mrtranslate.study.pacing import Pace
+from mrtranslate.study.plan import BATCH, DEFAULT_BUDGET_MINUTES, StudyPlan
+from mrtranslate.study.shape import study_shape
 
 
 def _say(message: str) -> None:
@@ -123,25 +124,6 @@ def _existing_mode(out: Path) -> _Mode | None:
         ) from None
 
 
-def study_shape(dataset, models: list[str]) -> StudyShape:
-    """What the planner needs to know about ``dataset`` (a :class:`Dataset`) for ``models``;
-    data imported with slices along three planes (``--planes 3``) gets three-plane
-    translation of the test volumes."""
-    planes = 3 if dataset.split("train").planes is not None else 1
-    slices, plane_slices, voxels = _test_volume_size(dataset)
-    return StudyShape(
-        models,
-        tuple(dataset.shape),
-        len(dataset.split("train")),
-        len(dataset.split("test")),
-        native=dataset.has_volumes(),
-        volume_slices=slices,
-        plane_slices=plane_slices if planes == 3 else 0,
-        volume_voxels=voxels,
-        planes=planes,
-    )
-
-
 def _plan_study(
     data_dir: Path,
     models: list[str],
@@ -150,8 +132,8 @@ def _plan_study(
     device: str,
     precision: str,
 ) -> StudyPlan:
-    from mrtranslate.calibration import calibrate_and_plan
     from mrtranslate.hardware import resolve_device, resolve_precision
+    from mrtranslate.study.calibration import calibrate_and_plan
 
     torch_device = resolve_device(device)
     choice = resolve_precision(precision, torch_device)
@@ -170,26 +152,6 @@ def _plan_study(
             "(three planes would take over 15% of this budget)"
         )
     return plan
-
-
-def _test_volume_size(dataset) -> tuple[int, int, int]:
-    """Axial slices, slices along all three axes and voxels of the test volumes (from their
-    headers), for the plan's estimate of the whole-volume judgement; zeros for data without
-    source volumes."""
-    import nibabel as nib
-
-    if not dataset.has_volumes():
-        return 0, 0, 0
-    slices = plane_slices = voxels = 0
-    for source in dataset.volume_sources("test"):
-        try:
-            shape = nib.load(str(source.t1w)).shape[:3]
-        except (OSError, ValueError):
-            continue  # the evaluation itself names an unreadable volume
-        slices += int(shape[2])
-        plane_slices += int(sum(shape))
-        voxels += int(shape[0] * shape[1] * shape[2])
-    return slices, plane_slices, voxels
 
 
 @dataclass

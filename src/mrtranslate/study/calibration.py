@@ -2,7 +2,7 @@
 
 :func:`calibrate_and_plan` times a few training steps per model at the quick settings (in the
 resolved precision, with each convolution's algorithm measured fastest) and the measures'
-cost per pixel, then hands the numbers to the planner (:func:`mrtranslate.planning.build_plan`,
+cost per pixel, then hands the numbers to the planner (:func:`mrtranslate.study.plan.build_plan`,
 a pure function of measurements). The planned size is always one that was measured.
 :func:`quick_step_seconds` and :func:`metrics_seconds` are shared with ``mrtranslate bench``.
 """
@@ -23,16 +23,16 @@ import torch
 from mrtranslate.data.tensors import crop_shape, working_shape
 from mrtranslate.hardware import timed_calls
 from mrtranslate.methods import build_method, make_config
-from mrtranslate.planning import (
+from mrtranslate.study.plan import (
     BATCH,
     CostModel,
     StudyPlan,
-    StudyShape,
     build_plan,
     candidate_crops,
     candidate_factors,
     crop_key,
 )
+from mrtranslate.study.shape import StudyShape
 from mrtranslate.training.decisions import decide
 from mrtranslate.training.trainer import Trainer, TrainingData
 
