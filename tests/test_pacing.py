@@ -1,7 +1,6 @@
-"""Re-planning a running study from the speed it measures (mrtranslate.study.pacing), on a fake
-clock:
-the study must still end when the plan said, however the machine's speed changed after the
-calibration."""
+"""A running study's pace (mrtranslate.study.pacing), on a fake clock: every model keeps its
+planned steps whatever the machine's speed (a fair comparison), the study says when it will
+overrun, and it records planned against actual time per stage."""
 
 from __future__ import annotations
 
@@ -9,8 +8,8 @@ import json
 
 import pytest
 
-from mrtranslate.study.pacing import Pace
-from mrtranslate.study.plan import FLOOR_STEPS, VOLUMES_STAGE, ModelPlan, StudyPlan
+from mrtranslate.study.pacing import Pace, format_stage_table, stage_table
+from mrtranslate.study.plan import VOLUMES_STAGE, ModelPlan, StudyPlan
 
 # Calibrated s/step and steps of an equal-time plan (the 30-minute sub-19 study's, AVX-512 CPU)
 CALIBRATED = {
@@ -40,140 +39,83 @@ def _plan(evaluate: float = 20.0, own_steps: bool = True) -> StudyPlan:
 
 
 def _run(plan: StudyPlan, train_speed: dict[str, float], evaluate_speed: float = 1.0,
-         adaptive: bool = True, max_steps: int = 10**6, budget: float | None = None):  # fmt: skip
+         budget: float | None = None):  # fmt: skip
     """Play the study on a fake clock: each model's training takes its planned steps at its
     calibrated step time x ``train_speed[model]`` (plus the overhead), evaluations and the
-    fixed stages their estimates x ``evaluate_speed``. Returns (end, planned end, pace)."""
+    fixed stages their estimates x ``evaluate_speed``. Returns (end, projected end at the
+    start, pace, the warnings after each model)."""
     clock = [FIXED["already spent"]]
-    pace = Pace(0.0, plan, list(CALIBRATED), adaptive=adaptive, max_steps=max_steps,
-                budget_seconds=budget, now=lambda: clock[0])  # fmt: skip
-    planned_end = pace.end
+    pace = Pace(0.0, plan, list(CALIBRATED), budget_seconds=budget, now=lambda: clock[0])
+    planned_end = pace.projected_end(0)
+    warnings = []
     for i, entry in enumerate(plan.models, start=1):
         began = clock[0]
-        clock[0] += (entry.seconds_per_step * entry.steps + OVERHEAD) * train_speed[entry.model]
+        steps = plan.steps_of(entry.model)
+        clock[0] += (entry.seconds_per_step * steps + OVERHEAD) * train_speed[entry.model]
         pace.stage_done(entry.model, "train", began)
         began = clock[0]
         references = FIXED["references"] if i == 1 else 0.0
         clock[0] += (entry.evaluate_seconds + references) * evaluate_speed
         pace.stage_done(entry.model, "evaluate", began)
-        pace.replan(i)
+        warnings.append(pace.check(i))
     clock[0] += (FIXED[VOLUMES_STAGE] + FIXED["report"]) * evaluate_speed
-    return clock[0], planned_end, pace
+    return clock[0], planned_end, pace, warnings
 
 
-def _replan_after_cyclegan(plan: StudyPlan, speed: float) -> str | None:
-    """CycleGAN, the first model, trains at ``speed`` x its planned time; the re-planning's
-    message (the plan is changed in place)."""
-    clock = [0.0]
-    pace = Pace(0.0, plan, list(CALIBRATED), adaptive=True, max_steps=10**6,
-                now=lambda: clock[0])  # fmt: skip
-    clock[0] = plan.models[0].train_seconds * speed
-    pace.stage_done("cyclegan", "train", 0.0)
-    return pace.replan(1)
-
-
-def _train_time(plan: StudyPlan, model: str) -> float:
-    entry = next(m for m in plan.models if m.model == model)
-    return entry.seconds_per_step * entry.steps
-
-
-def test_the_planned_end_is_the_plans_estimate():
+def test_the_projected_end_is_the_plans_estimate():
     plan = _plan()
-    end, planned_end, _ = _run(plan, dict.fromkeys(CALIBRATED, 1.0))
+    end, planned_end, pace, warnings = _run(plan, dict.fromkeys(CALIBRATED, 1.0), budget=1800)
     assert planned_end == pytest.approx(plan.estimated_seconds)
-    assert end == pytest.approx(planned_end)  # on speed: nothing changes
-    assert not plan.replans and all(m.calibrated_steps == 0 for m in plan.models)
+    assert end == pytest.approx(planned_end)  # on speed: the plan's end
+    assert warnings == [None] * len(CALIBRATED)
 
 
 @pytest.mark.parametrize("speed", [0.6, 1.4, 2.0])
-def test_a_machine_slower_or_faster_than_calibrated_still_ends_on_time(speed):
+def test_every_model_keeps_its_planned_steps_whatever_the_speed(speed):
+    """A machine slower or faster than calibrated changes no model's steps: each model trains
+    the steps that give it the same training time as the others."""
     plan = _plan()
-    end, planned_end, _ = _run(plan, dict.fromkeys(CALIBRATED, speed), evaluate_speed=speed)
-    fixed_plan = _plan()
-    fixed_end, _, _ = _run(fixed_plan, dict.fromkeys(CALIBRATED, speed), speed, adaptive=False)
-    assert abs(fixed_end / planned_end - 1) > 0.25  # without re-planning: far off
-    # Only the first model runs at the calibrated steps; the rest absorb its error.
-    assert end == pytest.approx(planned_end, rel=0.01)
-    for entry, (_, calibrated) in zip(plan.models[1:], list(CALIBRATED.values())[1:]):
-        assert entry.calibrated_steps == calibrated
-        assert (entry.steps < calibrated) == (speed > 1)
-        assert entry.steps % 6 == 0
-    assert [m.steps for m in fixed_plan.models] == [s for _, s in CALIBRATED.values()]
-    assert plan.replans[0]["after"] == "cyclegan"
-    assert plan.replans[0]["train_drift"] == pytest.approx(speed, rel=0.01)
+    before = [m.steps for m in plan.models]
+    _run(plan, dict.fromkeys(CALIBRATED, speed), evaluate_speed=speed, budget=1800)
+    assert [m.steps for m in plan.models] == before
+    assert not plan.replans and all(m.calibrated_steps == 0 for m in plan.models)
 
 
-def test_the_measured_speeds_of_a_real_study_land_within_its_budget():
-    """Each model's training ran at its own ratio to the calibration in the sub-19 study run
-    again alone (train seconds / planned): 18% over the budget without re-planning."""
-    speeds = {"cyclegan": 1.36, "cyclegan_s": 1.41, "unit": 1.28, "generators_s": 0.95,
-              "simple": 1.72}  # fmt: skip
-    budget = 30 * 60
-    fixed_end, _, _ = _run(_plan(), speeds, adaptive=False)
-    end, planned_end, _ = _run(_plan(), speeds)
-    assert fixed_end > 1.1 * budget
-    assert 0.85 * budget <= end <= 1.05 * budget
-    assert abs(end - planned_end) < abs(fixed_end - planned_end) / 3
-    end, _, _ = _run(_plan(), speeds, budget=budget)  # aiming at 95% of the budget
-    assert 0.9 * budget <= end <= 1.1 * budget
+def test_a_slow_first_model_takes_nothing_from_the_last():
+    """The first model trains at twice its calibrated time; the last model still gets its
+    planned steps (as many as the first, in an equal-steps plan), and the study warns that it
+    will end late instead."""
+    plan = _plan(own_steps=False)  # every model 972 steps
+    speeds = dict.fromkeys(CALIBRATED, 1.0) | {"cyclegan": 2.0}
+    on_speed, _, _, _ = _run(plan, dict.fromkeys(CALIBRATED, 1.0))
+    end, _, _, warnings = _run(plan, speeds, budget=on_speed)
+    assert plan.steps_of("simple") == plan.steps_of("cyclegan") == 972
+    late = 0.281 * 972 + OVERHEAD  # the slow first model's extra time, nothing taken back
+    assert end == pytest.approx(on_speed + late)
+    assert warnings[0] is not None and "keeps its planned steps" in warnings[0]
+    assert "train 2.00x" in warnings[0]
 
 
-def test_a_study_planned_in_this_call_aims_closer_to_its_budget_once_measured():
-    """The plan aims at 90% of the budget; re-planned, the study aims at REPLANNED_FRACTION of
-    it (from the study's start), never earlier than the plan's own end."""
-    from mrtranslate.study.pacing import REPLANNED_FRACTION
-
-    budget = 30 * 60
-    for speed in (0.8, 1.0, 1.3):
-        end, planned_end, pace = _run(_plan(), dict.fromkeys(CALIBRATED, speed), budget=budget)
-        assert planned_end == pytest.approx(REPLANNED_FRACTION * budget)
-        assert end == pytest.approx(REPLANNED_FRACTION * budget, rel=0.01)
-    late = _plan()  # a plan that does not fit keeps its own (later) end
-    late.models[0].train_seconds += 600
-    assert Pace(0.0, late, list(CALIBRATED), adaptive=True, budget_seconds=budget,
-                now=lambda: 0.0).end == pytest.approx(late.estimated_seconds - 28.0)  # fmt: skip
-    # not adaptive (single slices, a replayed plan): the plan's end
-    fixed = Pace(0.0, _plan(own_steps=False), list(CALIBRATED), adaptive=True,
-                 budget_seconds=budget, now=lambda: 0.0)  # fmt: skip
-    assert fixed.end < 0.9 * budget
-
-
-def test_each_re_planning_shares_the_time_left_equally():
-    """Each re-planning gives the remaining models equal training time (the plan's shares);
-    the models trained later absorb the error of those before them."""
+def test_the_overrun_warning_says_how_late_and_only_past_its_margin():
     plan = _plan()
-    assert _replan_after_cyclegan(plan, 1.3)
-    times = [_train_time(plan, m) for m in ("cyclegan_s", "unit", "generators_s", "simple")]
-    # equal up to rounding to a multiple of 6 steps
-    assert max(times) - min(times) < 6 * max(t for t, _ in CALIBRATED.values())
-    assert plan.replans[0]["steps"] == {m.model: m.steps for m in plan.models[1:]}
-
-
-def test_re_planning_respects_the_floor_and_the_paper_schedule():
-    plan = _plan()
-    _run(plan, dict.fromkeys(CALIBRATED, 4.0), evaluate_speed=4.0)
-    assert min(m.steps for m in plan.models) >= FLOOR_STEPS
-    plan = _plan()
-    _run(plan, dict.fromkeys(CALIBRATED, 0.3), max_steps=3000)
-    assert max(m.steps for m in plan.models) == 3000  # Simple capped
-
-
-def test_plans_without_own_steps_and_replayed_plans_are_never_re_planned():
-    """Single-slice plans give every model the same steps (comparable, as in the paper), and
-    a replayed --plan must train exactly what it says."""
-    for plan, adaptive in ((_plan(own_steps=False), True), (_plan(), False)):
-        before = [m.steps for m in plan.models]
-        _run(plan, dict.fromkeys(CALIBRATED, 1.5), adaptive=adaptive)
-        assert [m.steps for m in plan.models] == before and not plan.replans
+    budget = plan.estimated_seconds
+    _, _, _, warnings = _run(plan, dict.fromkeys(CALIBRATED, 1.04), budget=budget)
+    assert warnings == [None] * len(CALIBRATED)  # within 5%
+    _, _, pace, warnings = _run(plan, dict.fromkeys(CALIBRATED, 1.5), budget=budget)
+    minutes = float(warnings[0].split("about ")[1].split(" min")[0])
+    projected = pace.projected_end(1)  # at the end of the play: nothing left
+    assert minutes > 0 and projected > budget
+    assert all(w is not None for w in warnings)
+    assert Pace(0.0, plan, list(CALIBRATED), now=lambda: 1e6).check(1) is None  # no budget
 
 
 def test_a_resumed_stage_says_nothing_about_the_speed():
     clock = [0.0]
     plan = _plan()
-    pace = Pace(0.0, plan, list(CALIBRATED), adaptive=True, now=lambda: clock[0])
+    pace = Pace(0.0, plan, list(CALIBRATED), now=lambda: clock[0])
     clock[0] = 10.0  # a resumed training: a few seconds for what was planned as minutes
     pace.stage_done("cyclegan", "train", 0.0, counted=False)
-    assert pace.drift("train") is None and pace.replan(1) is None
+    assert pace.drift("train") is None
     pace.stage_done("cyclegan_s", "train", 0.0)
     assert pace.drift("train") == pytest.approx(0.25)  # 10 s / 276 s, clamped
 
@@ -183,30 +125,51 @@ def test_models_finished_before_this_call_are_not_in_the_time_left():
     whole = Pace(0.0, plan, list(CALIBRATED), now=lambda: 0.0)
     later = Pace(0.0, plan, list(CALIBRATED), finished=("cyclegan",), now=lambda: 0.0)
     cyclegan = plan.models[0]
-    assert whole.end - later.end == pytest.approx(
+    assert whole.left(0) - later.left(0) == pytest.approx(
         cyclegan.train_seconds + cyclegan.evaluate_seconds
     )
 
 
-def test_a_re_planned_plan_round_trips_and_says_what_changed():
+def test_planned_against_actual_per_stage():
     plan = _plan()
-    message = _replan_after_cyclegan(plan, 1.5)
-    assert "took 1.50x" in message and "steps: cyclegan_s 1020 -> " in message
+    seconds = {"data": 3.0, "calibration": 30.0, "volumes": 100.0, "report": 4.0}
+    for m in plan.models:
+        seconds[f"train_{m.model}"] = 2 * m.train_seconds
+        seconds[f"evaluate_{m.model}"] = m.evaluate_seconds
+    seconds["total_this_call"] = 1000.0
+    rows = {r["stage"]: r for r in stage_table(plan, seconds)}
+    assert rows["data and calibration"] == {"stage": "data and calibration",
+                                             "planned": 28.0, "actual": 33.0}  # fmt: skip
+    assert rows["train unit"]["actual"] == 2 * rows["train unit"]["planned"]
+    first = rows["evaluate cyclegan (+ references)"]
+    assert first["planned"] == pytest.approx(20.0 + FIXED["references"])
+    assert rows["evaluate simple"]["planned"] == 20.0
+    assert rows["whole volumes"]["planned"] == FIXED[VOLUMES_STAGE]
+    assert rows["total"] == {"stage": "total", "planned": plan.estimated_seconds, "actual": 1000}
+    text = format_stage_table(list(rows.values()))
+    assert "train unit" in text and "2.00" in text
+    # a continued study (no calibration in this call): only the stages it ran, no total
+    rows = stage_table(plan, {"volumes": 100.0, "report": 4.0, "total_this_call": 104.0})
+    assert [r["stage"] for r in rows] == ["whole volumes", "report"]
+
+
+def test_plans_of_studies_that_re_planned_still_load():
+    """Studies recorded before pacing became fair hold re-planned steps: they replay as they
+    ran."""
+    plan = _plan()
+    plan.models[1].calibrated_steps, plan.models[1].steps = 1020, 600
+    plan.replans.append({"after": "cyclegan", "steps": {"cyclegan_s": 600}})
     again = StudyPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
-    assert again.replans == plan.replans
-    assert [(m.steps, m.calibrated_steps) for m in again.models] == [
-        (m.steps, m.calibrated_steps) for m in plan.models
-    ]
-    assert again.steps_of("cyclegan_s") < 1020
+    assert again.replans == plan.replans and again.steps_of("cyclegan_s") == 600
 
 
 @pytest.mark.slow
-def test_a_study_re_plans_its_remaining_models_and_records_it(
+def test_a_study_on_a_slow_machine_trains_every_model_its_planned_steps(
     small_phantom, tmp_path, monkeypatch, capsys
 ):
-    """A plan whose step times are far too optimistic: after the first model the study cuts the
-    second one's steps, trains exactly those, and records the change where --plan and a resumed
-    study read it."""
+    """A plan whose step times are far too optimistic (a machine far slower than calibrated):
+    the study trains every model exactly its planned steps, the last as many as the first,
+    warns that it will end late, and records planned against actual time per stage."""
     from mrtranslate.cli import main
     from mrtranslate.study import run as study
 
@@ -216,43 +179,20 @@ def test_a_study_re_plans_its_remaining_models_and_records_it(
                          fixed_seconds={"report": 0.0})  # fmt: skip
 
     monkeypatch.setattr(study, "_plan_study", optimistic_plan)
-    aims = []  # the budget each call's pace aims at (a study planned in the call: its budget)
-
-    def recorded_pace(*args, **kwargs):
-        aims.append(kwargs["budget_seconds"])
-        return Pace(*args, **kwargs)
-
-    monkeypatch.setattr(study, "Pace", recorded_pace)
     out = tmp_path / "s"
     args = ["study", "--data", str(small_phantom), "--out", str(out), "--quiet"]
     assert main([*args, "--budget", "0.01", "--models", "generators_s", "simple"]) == 0
     printed = capsys.readouterr().out
-    assert "re-planned the remaining steps: simple 24 -> 12" in printed
-    plan = json.loads((out / "plan.json").read_text())
-    recorded = json.loads((out / "study.json").read_text())
-    assert recorded["plan"] == plan and recorded["adaptive"] is True
-    assert [(m["steps"], m["calibrated_steps"]) for m in plan["models"]] == [(24, 0), (12, 24)]
-    assert plan["replans"][0]["after"] == "generators_s"
-    assert plan["replans"][0]["train_drift"] == 4.0  # far slower than planned (clamped)
-    for model, steps in (("generators_s", 24), ("simple", 12)):
+    assert "keeps its planned steps" in printed and "re-planned" not in printed
+    assert "planned against actual time per stage" in printed
+    for model in ("generators_s", "simple"):
         config = json.loads((out / "runs" / model / "config.json").read_text())
-        assert config["train"]["epochs"] * config["train"]["steps_per_epoch"] == steps
-    # Continuing the finished study keeps the re-planned plan (and re-planning, should a model
-    # still train) and trains nothing again.
+        assert config["train"]["epochs"] * config["train"]["steps_per_epoch"] == 24
+    recorded = json.loads((out / "study.json").read_text())
+    stages = {r["stage"]: r for r in recorded["stages"]}
+    assert {"train generators_s", "train simple", "report", "total"} <= set(stages)
+    assert stages["train simple"]["actual"] > stages["train simple"]["planned"]
+    assert recorded["plan"] == json.loads((out / "plan.json").read_text())
+    # Continuing the finished study trains nothing again.
     assert main([*args, "--models", "generators_s", "simple"]) == 0
     assert capsys.readouterr().out.count("already trained") == 2
-    assert json.loads((out / "plan.json").read_text()) == plan
-    assert study._existing_mode(out).adaptive
-    assert aims == [pytest.approx(0.6), None]  # --budget 0.01, then the plan's estimate
-    # Replaying the plan trains the steps the study trained, and never re-plans.
-    again = tmp_path / "again"
-    replay = ["study", "--data", str(small_phantom), "--out", str(again), "--quiet"]
-    assert (
-        main([*replay, "--plan", str(out / "plan.json"), "--models", "generators_s", "simple"]) == 0
-    )
-    assert "re-planned" not in capsys.readouterr().out
-    assert not study._existing_mode(again).adaptive and aims[-1] is None
-    for model in ("generators_s", "simple"):
-        trained = [json.loads((o / "runs" / model / "config.json").read_text())["train"]
-                   for o in (out, again)]  # fmt: skip
-        assert trained[0] == trained[1]

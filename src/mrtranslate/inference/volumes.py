@@ -103,9 +103,20 @@ def plane_shapes(run: LoadedRun, volume_shape: tuple[int, ...], axis: int):
     ``axis``: the run's data and working sizes for axial slices (as in training); for the other
     planes (native-resolution runs only), the data size grown to hold the whole slice (each
     side rounded up to a multiple of 4), seen at that size."""
-    data_shape = tuple(run.data_image_shape)
+    return plane_canvas(run.data_image_shape, run.model_image_shape, volume_shape, axis)
+
+
+def plane_canvas(
+    data_shape: tuple[int, int],
+    model_shape: tuple[int, int],
+    volume_shape: tuple[int, ...],
+    axis: int,
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """:func:`plane_shapes` for a run whose data images are ``data_shape`` and whose networks
+    work at ``model_shape``."""
+    data_shape = tuple(data_shape)
     if axis == 2:
-        return data_shape, tuple(run.model_image_shape)
+        return data_shape, tuple(model_shape)
     rows, cols = [volume_shape[a] for a in range(3) if a != axis][::-1]
     shape = tuple(max(d, -(-n // 4) * 4) for d, n in zip(data_shape, (rows, cols)))
     return shape, shape

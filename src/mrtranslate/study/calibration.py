@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,9 @@ import torch
 
 from mrtranslate.data.tensors import crop_shape, working_shape
 from mrtranslate.hardware import timed_calls
+from mrtranslate.inference.batches import tiles_to_translate, translate_stack
 from mrtranslate.methods import build_method, make_config
+from mrtranslate.study.cost import TranslationCounts
 from mrtranslate.study.plan import (
     BATCH,
     CostModel,
@@ -104,6 +107,114 @@ def metrics_seconds(shape: tuple[int, int], count: int, seed: int = 0) -> float:
     return time.perf_counter() - start
 
 
+# Test slices the translation of each model is timed on (evenly spaced through the test split)
+TRANSLATION_SAMPLE = 8
+# Translation is timed over at least this long per model (one warm-up call first)
+MIN_TRANSLATION_SECONDS = 0.5
+
+
+def translated_pixels(
+    masks: np.ndarray, tile: tuple[int, int] | None, skip: bool, whole: tuple[int, int]
+) -> int:
+    """Pixels the network computes to translate images whose brain masks are ``masks``
+    (N, H, W): tiles of ``tile`` (the training crop; without a brain pixel skipped when
+    ``skip``), or whole images of ``whole`` (h, w) pixels when ``tile`` is None or covers
+    the image (inference/batches.py)."""
+    count, height, width = masks.shape
+    if tile is None or (tile[0] >= height and tile[1] >= width):
+        return count * whole[0] * whole[1]
+    keep = tiles_to_translate(
+        torch.from_numpy(np.ascontiguousarray(masks)) if skip else None,
+        count,
+        (height, width),
+        tile,
+    )
+    return int(keep.sum()) * min(tile[0], height) * min(tile[1], width)
+
+
+def translation_pixel_seconds(
+    model: str,
+    train_size: tuple[int, int],
+    masks: np.ndarray,
+    tile: tuple[int, int] | None,
+    whole: tuple[int, int],
+    device: torch.device,
+    precision: str,
+) -> float:
+    """Seconds per translated pixel of ``model``'s quick networks (built for ``train_size``)
+    translating images with the brain masks ``masks`` (N, H, W) as evaluation does: at the
+    inference precision for ``precision`` training, in tiles of ``tile`` that hold brain (or
+    whole images resized to ``whole``), in the evaluation's batches. The images are random:
+    the time depends on the tiles, not on their values."""
+    from mrtranslate.hardware import inference_precision
+
+    cfg = make_config(model, "quick")
+    torch.manual_seed(0)
+    method = build_method(model, cfg.net, cfg.loss, train_size).to(device)
+    count = masks.shape[0]
+    shape = tuple(masks.shape[1:]) if tile is not None else tuple(whole)
+    images = torch.rand(count, cfg.net.context, *shape) * 2 - 1
+    skip = tile is not None
+    mask_tensor = torch.from_numpy(np.ascontiguousarray(masks)) if skip else None
+    chosen = inference_precision(precision, device)
+
+    def translate() -> None:
+        translate_stack(method, images, "t1-to-t2", 16, device, chosen, tile, masks=mask_tensor)
+
+    seconds = statistics.median(
+        timed_calls(translate, 1, warmup=1, device=device, min_seconds=MIN_TRANSLATION_SECONDS)
+    )
+    pixels = translated_pixels(masks, tile, skip, whole)
+    return seconds / max(pixels, 1)
+
+
+@dataclass
+class VolumeProbe:
+    """One test volume's brain mask (RAS+) and the time to load a participant and to measure
+    one candidate volume, measured on this machine."""
+
+    brain: np.ndarray
+    load_seconds: float
+    measure_seconds: float
+
+
+def probe_volume(dataset) -> VolumeProbe | None:
+    """Load the first test participant's volumes (timed) and measure one candidate volume (a
+    perturbed copy of the target, timed); None for data without volumes."""
+    from mrtranslate.evaluation.volume_measures import volume_measures
+    from mrtranslate.evaluation.volumes import load_participant
+
+    sources = dataset.volume_sources("test") if dataset.has_volumes() else []
+    if not sources:
+        return None
+    start = time.perf_counter()
+    person = load_participant(sources[0])
+    load_seconds = time.perf_counter() - start
+    real = person.volume["t2w"]
+    synthetic = real * 0.9 + 0.05 * float(real.max())
+    start = time.perf_counter()
+    volume_measures(real, synthetic, person.brain, person.lesion)
+    return VolumeProbe(person.brain, load_seconds, time.perf_counter() - start)
+
+
+def plane_masks(brain: np.ndarray, data_shape: tuple[int, int]) -> dict[int, np.ndarray]:
+    """Per axis (RAS+), the slices of ``brain`` that hold brain, fitted to that plane's canvas
+    at native resolution (inference/volumes.py), (n, h, w) bool."""
+    from mrtranslate.data.volumes import axial_slice, fit_to
+    from mrtranslate.inference.volumes import PLANE_AXES, plane_canvas
+
+    out = {}
+    for axis in PLANE_AXES[3]:
+        shape, _ = plane_canvas(data_shape, data_shape, brain.shape, axis)
+        fitted = [
+            fit_to(axial_slice(brain, k, axis), shape)
+            for k in range(brain.shape[axis])
+            if np.take(brain, k, axis=axis).any()
+        ]
+        out[axis] = np.stack(fitted) if fitted else np.zeros((0, *shape), bool)
+    return out
+
+
 class Calibration:
     """Step times measured on this machine (quick settings, resolved precision)."""
 
@@ -118,8 +229,79 @@ class Calibration:
             self.factors, self.base = candidate_factors(study.data_shape)
         self.step_seconds: dict = {}
         self.conv_algorithms: dict = {}
+        self.pixel_seconds: dict = {}  # (model, rung) -> seconds per translated pixel
         h, w = self.shape(self.base)
         self.metric_cost = metrics_seconds((h, w), 16) / (16 * h * w)
+        self.test_masks, self.probe, self.counts = None, None, None
+        if study.data is not None:
+            self._measure_data()
+
+    def _measure_data(self) -> None:
+        """The test split's masks, a probe of one test volume (loading and measuring it, timed)
+        and what evaluation and the whole-volume stage translate at every rung."""
+        from mrtranslate.data.dataset import open_dataset
+        from mrtranslate.inference.volumes import PLANE_AXES
+
+        dataset = open_dataset(self.study.data)
+        split = dataset.split("test")
+        self.test_masks = np.asarray(split.mask) > 0.5
+        self.probe = probe_volume(dataset)
+        volumes = {"test": 0, "train": 0}
+        if dataset.has_volumes():
+            volumes = {k: len(dataset.volume_sources(k)) for k in volumes}
+        planes = (1, 3) if self.study.planes == 3 else (1,)
+        fitted = plane_masks(self.probe.brain, self.study.data_shape) if self.probe else {}
+        eval_pixels, volume_pixels = {}, {}
+        for rung in self.factors:
+            tile, whole = self.tile(rung), self.shape(rung) if self.crops is None else None
+            whole = whole or tuple(self.study.data_shape)
+            eval_pixels[rung] = translated_pixels(self.test_masks, tile, True, whole)
+            for count in planes if fitted else ():
+                pixels = sum(
+                    translated_pixels(fitted[axis], tile, True, fitted[axis].shape[1:])
+                    if self.crops is not None
+                    else len(fitted[axis]) * whole[0] * whole[1]
+                    for axis in PLANE_AXES[count]
+                )
+                volume_pixels[(rung, count)] = pixels * volumes["test"]
+        self.counts = TranslationCounts(
+            eval_pixels, volume_pixels, volumes["test"], volumes["train"]
+        )
+        if self.probe is not None:
+            self.say(
+                f"calibration on the data: {len(split)} test slices, "
+                f"{volumes['test']} test and {volumes['train']} training volumes "
+                f"(loading one {self.probe.load_seconds:.1f} s, measuring one "
+                f"{self.probe.measure_seconds:.1f} s)"
+            )
+
+    def tile(self, factor: float) -> tuple[int, int] | None:
+        """The tile whole slices are translated in at a rung: the training crop (native
+        mode, smaller than the image), else None (whole images)."""
+        if self.crops is None or self.crops[factor] == 0:
+            return None
+        return crop_shape(tuple(self.study.data_shape), self.crops[factor])
+
+    def measure_translation(self, factor: float) -> None:
+        """Seconds per translated pixel of every model at rung ``factor``, timed on test slices
+        of this data set (their masks, evenly spaced through the split)."""
+        if self.test_masks is None or not len(self.test_masks):
+            return
+        picks = np.unique(
+            np.linspace(0, len(self.test_masks) - 1, TRANSLATION_SAMPLE).round().astype(int)
+        )
+        tile = self.tile(factor)
+        whole = tuple(self.study.data_shape) if self.crops is not None else self.shape(factor)
+        for model in self.study.models:
+            self.pixel_seconds[(model, factor)] = translation_pixel_seconds(
+                model,
+                self.shape(factor),
+                self.test_masks[picks],
+                tile,
+                whole,
+                self.device,
+                self.precision,
+            )
 
     def shape(self, factor: float) -> tuple[int, int]:
         """The training size of a rung (a crop in native mode)."""
@@ -143,6 +325,7 @@ class Calibration:
             )
             self.step_seconds[(model, factor)] = seconds
             self.conv_algorithms[(model, factor)] = algorithms
+        self.measure_translation(factor)
         self.say(
             f"calibration at {shape[0]}x{shape[1]}: "
             + ", ".join(
@@ -163,6 +346,10 @@ class Calibration:
             plane_slices=study.plane_slices,
             volume_voxels=study.volume_voxels,
             planes=study.planes,
+            pixel_seconds=dict(self.pixel_seconds),
+            counts=self.counts,
+            volume_measure_seconds=self.probe.measure_seconds if self.probe else None,
+            volume_load_seconds=self.probe.load_seconds if self.probe else None,
         )
         record = {
             "seconds": self.seconds,
@@ -171,6 +358,18 @@ class Calibration:
                 for (m, f), t in self.step_seconds.items()
             },
             "metric_seconds_per_pixel": self.metric_cost,
+            "translation_seconds_per_megapixel": {
+                f"{m}@{'x'.join(map(str, self.shape(f)))}": 1e6 * t
+                for (m, f), t in self.pixel_seconds.items()
+            },
+            **(
+                {
+                    "volume_load_seconds": self.probe.load_seconds,
+                    "volume_measure_seconds": self.probe.measure_seconds,
+                }
+                if self.probe
+                else {}
+            ),
         }
         return build_plan(
             cost,

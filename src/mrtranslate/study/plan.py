@@ -42,7 +42,12 @@ from dataclasses import asdict, dataclass, field
 
 from mrtranslate.config import RunConfig
 from mrtranslate.data.tensors import auto_downsample, crop_shape, working_shape
-from mrtranslate.study.cost import REPORT_SECONDS, VOLUMES_STAGE, CostModel, SizeCost
+from mrtranslate.study.cost import (
+    REPORT_SECONDS,
+    VOLUMES_STAGE,
+    CostModel,
+    SizeCost,
+)
 
 MIN_STEPS = 210  # a sensible minimum (35 x 6): every model already beats copying the input
 TARGET_STEPS = 600  # steps reached at the base size before the images grow

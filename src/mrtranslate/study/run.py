@@ -26,8 +26,8 @@ from mrtranslate.fileio import write_json_atomic
 from mrtranslate.methods import display_name, make_config, names
 from mrtranslate.runs import is_evaluated, layout, load_latest_checkpoint, load_record
 from mrtranslate.runs.checkpoint import previous_path
-from mrtranslate.study.pacing import Pace
-from mrtranslate.study.plan import BATCH, DEFAULT_BUDGET_MINUTES, StudyPlan
+from mrtranslate.study.pacing import Pace, format_stage_table, stage_table
+from mrtranslate.study.plan import DEFAULT_BUDGET_MINUTES, StudyPlan
 from mrtranslate.study.shape import study_shape
 
 
@@ -92,16 +92,12 @@ class _Mode:
     profile: str = "quick"
     plan: StudyPlan | None = None
     budget_minutes: float | None = None
-    # re-plan the remaining models' steps from the measured speed (a plan made for this
-    # study; never a replayed --plan, nor a study recorded before re-planning existed)
-    adaptive: bool = False
 
     def describe(self) -> dict:
         return {
             "profile": self.profile,
             "budget_minutes": self.budget_minutes,
             "plan": self.plan.to_dict() if self.plan else None,
-            "adaptive": self.adaptive,
         }
 
 
@@ -116,7 +112,6 @@ def _existing_mode(out: Path) -> _Mode | None:
             profile=recorded.get("profile") or "quick",
             plan=StudyPlan.from_dict(plan) if plan else None,
             budget_minutes=recorded.get("budget_minutes"),
-            adaptive=bool(recorded.get("adaptive", False)),
         )
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise UsageError(
@@ -255,7 +250,7 @@ def _choose_mode(
     else:
         budget = opts.budget_minutes or DEFAULT_BUDGET_MINUTES
         plan = _plan_study(data_dir, models, budget, spent, opts.device, opts.precision)
-        mode = _Mode(plan=plan, budget_minutes=budget, adaptive=True)
+        mode = _Mode(plan=plan, budget_minutes=budget)
     if mode.plan is None:
         return mode
     shape = list(open_dataset(data_dir).shape)
@@ -329,22 +324,15 @@ def _evaluate_volumes(
     return folder
 
 
-def _pace(
-    start: float, mode: _Mode, data_dir: Path, run_dirs: list[Path], planned_now: bool
-) -> Pace:
-    """The study's pace: its ETA, and re-planning when the mode is adaptive (the most steps a
-    model may get: the paper's 200 epochs; a study planned in this call, ``planned_now``,
-    aims at a fraction of its budget from ``start``, a continued one at the plan's estimate
-    of what is left)."""
-    train_images = len(open_dataset(data_dir).split("train"))
+def _pace(start: float, mode: _Mode, run_dirs: list[Path], planned_now: bool) -> Pace:
+    """The study's pace: its ETA and overrun warnings (against the budget for a study planned
+    in this call, ``planned_now``, counted from ``start``)."""
     # an evaluation of the current checkpoint exists only for a finished run (load_run)
     finished = tuple(d.name for d in run_dirs if is_evaluated(d))
     return Pace(
         start,
         mode.plan,
         [d.name for d in run_dirs],
-        adaptive=mode.adaptive,
-        max_steps=200 * -(-train_images // BATCH),
         finished=finished,
         budget_seconds=mode.budget_minutes * 60 if planned_now and mode.budget_minutes else None,
     )
@@ -368,7 +356,10 @@ def run_study(opts: StudyOptions | None = None, **options) -> Path:
     data_dir = _prepare_data(opts.data, out, opts.seed, opts.progress)
     timings = {"data": time.perf_counter() - start}
     planned_now = not (out / STUDY_FILE).is_file() and given_plan is None
+    t0 = time.perf_counter()
     mode = _choose_mode(opts, out, data_dir, models, timings["data"], given_plan)
+    if planned_now and mode.plan is not None:
+        timings["calibration"] = time.perf_counter() - t0
     record = {
         "data": str(data_dir),
         **mode.describe(),
@@ -380,7 +371,7 @@ def run_study(opts: StudyOptions | None = None, **options) -> Path:
     }
     write_json_atomic(out / STUDY_FILE, record)
     run_dirs = [out / "runs" / model for model in models]
-    pace = _pace(start, mode, data_dir, run_dirs, planned_now=planned_now)
+    pace = _pace(start, mode, run_dirs, planned_now=planned_now)
     if mode.plan is not None:
         _say(f"plan ready; {pace.eta(0)}")
     for i, run_dir in enumerate(run_dirs, start=1):
@@ -388,13 +379,10 @@ def run_study(opts: StudyOptions | None = None, **options) -> Path:
         timings |= _train_and_evaluate(opts, mode, data_dir, run_dir, pace, label)
         if mode.plan is None:
             continue
-        change = pace.replan(i)
-        if change:
-            _say(f"{label} {change}")
-            record = {**record, **mode.describe()}
-            write_json_atomic(out / STUDY_FILE, record)
-            write_json_atomic(out / PLAN_FILE, mode.plan.to_dict())
         _say(f"{label} {display_name(run_dir.name)} done; {pace.eta(i)}")
+        warning = pace.check(i)
+        if warning:
+            _say(f"{label} {warning}")
     t0 = time.perf_counter()
     volumes = _evaluate_volumes(opts, data_dir, run_dirs, out / "volumes")
     timings["volumes"] = time.perf_counter() - t0
@@ -403,9 +391,18 @@ def run_study(opts: StudyOptions | None = None, **options) -> Path:
     report = build_report(run_dirs, out / "report", volumes=volumes)
     timings["report"] = time.perf_counter() - t0
     timings["total_this_call"] = time.perf_counter() - start
+    stages = stage_table(mode.plan, timings) if mode.plan is not None else []
     write_json_atomic(
         out / STUDY_FILE,
-        {**record, "status": "finished", "seconds": timings, "report": str(report)},
+        {
+            **record,
+            "status": "finished",
+            "seconds": timings,
+            "stages": stages,
+            "report": str(report),
+        },
     )
     _say(f"done in {timings['total_this_call'] / 60:.1f} min")
+    if stages:
+        print("planned against actual time per stage:\n" + format_stage_table(stages), flush=True)
     return report
