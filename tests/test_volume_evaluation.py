@@ -327,3 +327,71 @@ def test_study_on_volume_data_plans_native_resolution_and_judges_whole_volumes(
     before = (out / "volumes" / "summary.json").stat().st_mtime_ns
     assert main([*args, "--models", "generators_s", "simple", "--quiet"]) == 0
     assert (out / "volumes" / "summary.json").stat().st_mtime_ns == before
+
+
+def _slow_machine(monkeypatch, step_seconds: float = 0.5):
+    """A fake machine for the study's calibration: every training step costs ``step_seconds``
+    per 64x64 pixels (whatever the model), translation and measures almost nothing."""
+    from mrtranslate.study import calibration
+
+    def fake_step(model, shape, batch, device, precision):
+        return step_seconds * shape[0] * shape[1] / 4096, {}
+
+    monkeypatch.setattr(calibration, "quick_step_seconds", fake_step)
+    monkeypatch.setattr(calibration, "metrics_seconds", lambda shape, count, seed=0: 1e-3)
+    monkeypatch.setattr(calibration, "translation_pixel_seconds", lambda *a, **k: 1e-8)
+
+
+def test_a_budget_below_the_floor_is_refused_with_one_that_fits(
+    volume_study, tmp_path, monkeypatch, capsys
+):
+    """On a machine where the floor (210 steps per model) cannot fit a 1-minute budget, the
+    study does not start: one line with the budget that would fit, measured, exit 2, nothing
+    written; the budget it names does fit."""
+    from mrtranslate.study.calibration import calibrate_and_plan
+    from mrtranslate.study.plan import MIN_STEPS
+    from mrtranslate.study.shape import study_shape
+
+    _slow_machine(monkeypatch)
+    out = tmp_path / "study"
+    models = ["generators_s", "simple"]
+    args = ["study", "--data", str(volume_study["data"]), "--out", str(out), "--budget", "1"]
+    error = usage_error(capsys, [*args, "--models", *models, "--quiet"])
+    assert not out.exists()  # nothing written
+    assert "cannot train every model to the floor" in error and "--force" in error
+    assert "generators_s would get" in error and "simple would get" in error
+    budget = float(error.split("--budget ")[1].split()[0])
+    assert budget > 1
+    # the named budget fits: both models get the floor (steps at 0.5 s each: 2 x 210 x 0.5 s)
+    shape = study_shape(open_dataset(volume_study["data"]), models)
+    plan = calibrate_and_plan(shape, budget, 0.0, "cpu", "fp32")
+    assert not plan.under_trained
+    assert min(plan.steps_of(m) for m in models) >= MIN_STEPS
+    assert budget <= 2 * MIN_STEPS * 0.5 / 60 / 0.9 + 2  # not far above what the floor costs
+    smaller = calibrate_and_plan(shape, budget - 1, 0.0, "cpu", "fp32")
+    assert smaller.under_trained or budget - 1 < 1
+
+
+@pytest.mark.slow
+def test_force_runs_below_the_floor_and_the_report_says_under_trained(
+    volume_study, tmp_path, monkeypatch, capsys
+):
+    """--force runs the plan the budget allows; the report's training table lists each model's
+    steps, crop and training time and marks every model below the floor under-trained."""
+    _slow_machine(monkeypatch, step_seconds=2.0)
+    out = tmp_path / "study"
+    args = ["study", "--data", str(volume_study["data"]), "--out", str(out), "--budget", "1"]
+    assert main([*args, "--models", "generators_s", "simple", "--quiet", "--force"]) == 0
+    assert "warning: --force: under-trained models" in capsys.readouterr().out
+    plan = json.loads((out / "plan.json").read_text())
+    assert set(plan["under_trained"]) == {"generators_s", "simple"}
+    html = (out / "report" / "report.html").read_text()
+    training = html.split("<h2>Training</h2>")[1].split("</table>")[0]
+    for model in ("Generators_s", "Simple"):
+        row = training.split(f"<td>{model}</td>")[1].split("</tr>")[0]
+        steps = plan["models"][0]["steps"] if model == "Generators_s" else None
+        assert "under-trained" in row
+        if steps:
+            assert f"<td>{steps}</td>" in row
+    recorded = json.loads((out / "study.json").read_text())
+    assert recorded["stages"] and recorded["plan"]["under_trained"] == plan["under_trained"]

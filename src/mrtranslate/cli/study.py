@@ -49,6 +49,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=names(),
         help="models to train (default: all registered models)",
     )
+    st.add_argument(
+        "--planes",
+        type=int,
+        choices=(1, 3),
+        help="planes to translate the test volumes along: 3 (the default for data imported "
+        "with --planes 3) or 1 (axial: cheaper, leaves more of the budget to training)",
+    )
+    st.add_argument(
+        "--force",
+        action="store_true",
+        help="run even when the budget cannot train every model to the floor (the study "
+        "otherwise stops before it starts and says what budget would fit); the report marks "
+        "those models under-trained",
+    )
     add_overrides(
         st, "config override for every chosen model that has the key (a key none has is refused)"
     )
@@ -74,6 +88,8 @@ def run_study(args: argparse.Namespace) -> int:
         plan_file=args.plan,
         device=args.device,
         precision=args.precision,
+        planes=args.planes,
+        force=args.force,
     )
     print(f"\nstudy finished; open the report: {path}")
     return 0

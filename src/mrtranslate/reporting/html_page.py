@@ -120,6 +120,31 @@ def _stats_table(stats: list[dict], variant: str) -> str:
     )
 
 
+def _training_table(runs: list[Path], under_trained: dict[str, str]) -> str:
+    """Each model's training: steps, crop, training time, so a reader sees whether the
+    comparison was fair; models trained below the study's floor are marked under-trained."""
+    from mrtranslate.runs import load_record
+
+    rows = []
+    for run in runs:
+        record = load_record(run)
+        cfg_path = layout.config_path(run)
+        cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+        crop = (cfg.get("train") or {}).get("crop") or 0
+        model = record.model
+        note = under_trained.get(model)
+        rows.append(
+            [
+                escape(record.display_name or model),
+                str(record.steps_done),
+                f"{crop}x{crop}" if crop else "whole images",
+                _num(sum(record.seconds_per_epoch) / 60, 2),
+                f"<span class=worse>under-trained: {escape(note)}</span>" if note else "",
+            ]
+        )
+    return _table(["model", "steps", "training crop", "training minutes", "note"], rows)
+
+
 def _settings(runs: list[Path]) -> str:
     parts = []
     for run in runs:
@@ -240,6 +265,8 @@ def render_page(
         f"<h1>mrtranslate report</h1><p class=small>mrtranslate {__version__}; runs: "
         f"{escape(', '.join(str(r) for r in runs))}</p>",
         *_data_and_settings(summaries, extra.get("citation")),
+        "<h2>Training</h2>",
+        _training_table(runs, extra.get("under_trained") or {}),
         _settings(runs),
         extra.get("volume_html", ""),
         "<h2>Figure 1: error measures</h2><p>Mean per model and direction over the test images, "

@@ -164,11 +164,13 @@ def build_report(
     perceptual: str | Path | None = None,
     realism: str | Path | None = None,
     volumes: str | Path | None = None,
+    under_trained: dict[str, str] | None = None,
 ) -> Path:
     """Write figures, tables, statistics and ``report.html`` for evaluated ``runs`` into ``out``.
 
     ``subject_index``: the test image of Figure 2 (default: the 75th percentile of brain area);
-    ``volumes``: a folder written by :func:`mrtranslate.evaluation.volumes.evaluate_volumes`.
+    ``volumes``: a folder written by :func:`mrtranslate.evaluation.volumes.evaluate_volumes`;
+    ``under_trained``: model -> what it got, for models a study trained below its floor.
     """
     runs = [Path(r) for r in runs]
     for run in runs:
@@ -204,10 +206,12 @@ def build_report(
             "statistics": tables["statistics"],
             "figure2_subject": subject,
             "citation": citation,
+            "under_trained": under_trained or {},
         },
     )
     extra = _extra_sections(out, perceptual, realism) | _volume_section(volumes, out)
     extra["citation"] = citation
+    extra["under_trained"] = under_trained or {}
     page = render_page(summaries, runs, images, tables, subject, extra)
     write_text_atomic(out / "report.html", page)
     return out / "report.html"

@@ -34,6 +34,7 @@ from mrtranslate.study.plan import (
     candidate_crops,
     candidate_factors,
     crop_key,
+    floor_budget_minutes,
 )
 from mrtranslate.study.shape import StudyShape
 from mrtranslate.training.decisions import decide
@@ -333,7 +334,9 @@ class Calibration:
             )
         )
 
-    def plan(self, budget_minutes: float, spent_seconds: float) -> StudyPlan:
+    def cost_model(self, **changes) -> CostModel:
+        """The study's costs from what was measured (``changes``: other ``models`` or
+        ``planes`` than the study's)."""
         study = self.study
         cost = CostModel(
             tuple(study.models),
@@ -351,6 +354,32 @@ class Calibration:
             volume_measure_seconds=self.probe.measure_seconds if self.probe else None,
             volume_load_seconds=self.probe.load_seconds if self.probe else None,
         )
+        return dataclasses.replace(cost, **changes)
+
+    def floor_advice(self, budget_minutes: float, spent_seconds: float) -> dict:
+        """What would give every model its floor, from the measured costs: the budget, the
+        budget with volumes translated axially (three-plane data), and the models (dearest
+        step dropped first) whose plan fits ``budget_minutes``."""
+        spent = spent_seconds + self.seconds
+        args = (self.factors, self.base, spent, self.study.train_images)
+        advice = {"budget_minutes": floor_budget_minutes(self.cost_model(), *args)}
+        if self.study.planes == 3:
+            axial = self.cost_model(planes=1)
+            advice["budget_minutes_axial"] = floor_budget_minutes(axial, *args)
+        models = list(self.study.models)
+        base = self.base
+        while len(models) > 1:
+            models.remove(max(models, key=lambda m: self.cost_model().model_step(m, base)))
+            cost = self.cost_model(models=tuple(models))
+            plan = build_plan(cost, *args[:2], budget_minutes, *args[2:], "", "")
+            if not plan.under_trained:
+                advice["models"] = models
+                break
+        return advice
+
+    def plan(self, budget_minutes: float, spent_seconds: float) -> StudyPlan:
+        study = self.study
+        cost = self.cost_model()
         record = {
             "seconds": self.seconds,
             "step_seconds": {
@@ -403,12 +432,14 @@ def calibrate_and_plan(
     for _ in range(MAX_REMEASUREMENTS):
         rung = _rung(study, plan)
         if rung in calibration.measured():
-            return plan
+            break
         calibration.measure(rung)
         plan = calibration.plan(budget_minutes, spent_seconds)
     if _rung(study, plan) not in calibration.measured():
         calibration.factors = [f for f in calibration.factors if f in calibration.measured()]
         plan = calibration.plan(budget_minutes, spent_seconds)
+    if plan.under_trained:
+        plan.calibration["floor_advice"] = calibration.floor_advice(budget_minutes, spent_seconds)
     return plan
 
 

@@ -50,6 +50,12 @@ from mrtranslate.study.cost import (
 )
 
 MIN_STEPS = 210  # a sensible minimum (35 x 6): every model already beats copying the input
+# The floor: the least training that makes a model worth judging. Every model of a plan gets
+# at least MIN_STEPS steps and, in native mode, crops of at least FLOOR_CROP pixels a side;
+# a budget that cannot pay it is refused before anything runs (study --force runs anyway and
+# the report marks those models under-trained). Measured on BraTS (docs/experiments,
+# 2026-12-04): 72 steps of 48x48 crops leave every model below the intensity lookup.
+FLOOR_CROP = 64
 TARGET_STEPS = 600  # steps reached at the base size before the images grow
 # Native mode (crops of volume data): the crops grow once a larger one gets this many steps.
 # Measured (Generators_s, three open-ms folds, equal work): 96x96 crops with 360 steps beat
@@ -220,9 +226,12 @@ class StudyPlan:
     # whole volumes translated along this many planes, averaged (net.planes; 3 for data
     # imported with --planes 3)
     planes: int = 1
-    # each re-planning of the steps while the study ran (mrtranslate.study.pacing): after which
-    # model, the seconds left, the measured speeds against the calibration, the new steps
+    # studies recorded before pacing became fair re-planned their remaining models' steps
+    # while running: after which model, the seconds left, the measured speeds, the new steps
     replans: list[dict] = field(default_factory=list)
+    # models this plan trains below the floor (MIN_STEPS steps, crops of FLOOR_CROP): each
+    # with what it gets; empty when every model is worth judging
+    under_trained: dict[str, str] = field(default_factory=dict)
 
     @property
     def estimated_seconds(self) -> float:
@@ -298,6 +307,8 @@ class StudyPlan:
             lines.append(
                 "  warning: even the smallest plan does not fit this budget; it will run over"
             )
+        for model, what in self.under_trained.items():
+            lines.append(f"  under-trained: {model} ({what})")
         return "\n".join(lines)
 
 
@@ -331,7 +342,14 @@ def build_plan(
     native = cost.crops is not None
     target = native_target_steps(cost.crops) if native else TARGET_STEPS
     factor, steps, fits = choose(
-        factors, base, cost, seconds, max_steps, target_steps=target, fill=native
+        factors,
+        base,
+        cost,
+        seconds,
+        max_steps,
+        min_steps=_equal_time_min_steps(cost, base) if native else MIN_STEPS,
+        target_steps=target,
+        fill=native,
     )
     step_seconds = {m: cost.model_step(m, factor) for m in cost.models}
     own = equal_time_steps(step_seconds, steps, max_steps) if native else {}
@@ -364,12 +382,63 @@ def build_plan(
         fixed_seconds=_fixed_seconds(cost, factor, spent_seconds),
         calibration=calibration or {},
     )
+    plan.under_trained = below_floor(plan)
     volumes = plan.fixed_seconds.get(VOLUMES_STAGE, 0.0)
     if plan.planes == 3 and volumes > PLANES_MAX_SHARE * budget_minutes * 60:
         axial = dataclasses.replace(cost, planes=1)
         args = (factors, base, budget_minutes, spent_seconds, train_images, device, precision)
         return build_plan(axial, *args, calibration, conv_algorithms)
     return plan
+
+
+def _equal_time_min_steps(cost: CostModel, rung: float) -> int:
+    """The equal steps a native plan needs at ``rung`` so that, once the training time is
+    shared equally (:func:`equal_time_steps`), the model with the dearest step still gets
+    ``MIN_STEPS``."""
+    times = [cost.model_step(m, rung) for m in cost.models]
+    return math.ceil(MIN_STEPS * max(times) * len(times) / sum(times))
+
+
+def below_floor(plan: StudyPlan) -> dict[str, str]:
+    """The models ``plan`` trains below the floor, each with what it gets (fewer than
+    ``MIN_STEPS`` steps, or native crops smaller than ``FLOOR_CROP``)."""
+    small_crop = 0 < plan.crop < FLOOR_CROP
+    out = {}
+    for entry in plan.models:
+        steps = plan.steps_of(entry.model)
+        if steps < MIN_STEPS or small_crop:
+            crop = f" of {plan.crop}x{plan.crop} crops" if plan.crop else ""
+            out[entry.model] = f"{steps} steps{crop}; floor {MIN_STEPS}" + (
+                f" steps of crops of at least {FLOOR_CROP}x{FLOOR_CROP}" if plan.crop else " steps"
+            )
+    return out
+
+
+def floor_budget_minutes(
+    cost: CostModel,
+    factors: list[float],
+    base: float,
+    spent_seconds: float,
+    train_images: int,
+    limit_minutes: float = 24 * 60,
+) -> float | None:
+    """The smallest budget (whole minutes) whose plan trains every model at or above the
+    floor, from the same measured costs; None if none up to ``limit_minutes`` does."""
+
+    def fits(minutes: float) -> bool:
+        plan = build_plan(cost, factors, base, minutes, spent_seconds, train_images, "", "")
+        return not plan.under_trained
+
+    low, high = 1, int(limit_minutes)
+    if not fits(high):
+        return None
+    while low < high:
+        middle = (low + high) // 2
+        if fits(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return float(low)
 
 
 def _fixed_seconds(cost: CostModel, factor: float, spent_seconds: float) -> dict[str, float]:

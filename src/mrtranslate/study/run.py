@@ -126,6 +126,7 @@ def _plan_study(
     spent: float,
     device: str,
     precision: str,
+    planes: int | None = None,
 ) -> StudyPlan:
     from mrtranslate.hardware import resolve_device, resolve_precision
     from mrtranslate.study.calibration import calibrate_and_plan
@@ -136,6 +137,9 @@ def _plan_study(
         _say(f"warning: {choice.warning}")
     _say(f"calibrating on {torch_device}: {choice.precision} ({choice.reason})")
     shape = study_shape(open_dataset(data_dir), models)
+    if planes == 1 and shape.planes == 3:
+        _say("--planes 1: the test volumes translated axially")
+        shape.planes, shape.plane_slices = 1, 0
     if shape.native:
         _say("volume data: training at the data's resolution on random crops around the brain")
     plan = calibrate_and_plan(shape, budget, spent, torch_device, choice.precision, say=_say)
@@ -164,6 +168,8 @@ class StudyOptions:
     plan_file: str | Path | None = None
     device: str = "auto"
     precision: str = "auto"
+    planes: int | None = None  # 1: translate test volumes axially (default: as the data)
+    force: bool = False  # run a plan that leaves models below the floor (marked under-trained)
 
     def checked_models(self) -> list[str]:
         """The models in registry order, without duplicates; usage errors for bad options."""
@@ -229,6 +235,34 @@ class StudyOptions:
                 raise UsageError(f"--set for {model}: {exc}") from None
 
 
+def _check_floor(plan: StudyPlan, budget: float, force: bool) -> None:
+    """Refuse, in one line, a plan that trains any model below the floor, with what would fit
+    (measured); with ``force`` say so and go on (the report marks those models)."""
+    if not plan.under_trained:
+        return
+    from mrtranslate.study.plan import FLOOR_CROP, MIN_STEPS
+
+    gets = "; ".join(f"{m} would get {w.split(';')[0]}" for m, w in plan.under_trained.items())
+    if force:
+        _say(f"warning: --force: under-trained models ({gets})")
+        return
+    advice = plan.calibration.get("floor_advice", {})
+    ways = []
+    if advice.get("budget_minutes"):
+        ways.append(f"--budget {advice['budget_minutes']:g}")
+    if advice.get("budget_minutes_axial"):
+        ways.append(f"--budget {advice['budget_minutes_axial']:g} --planes 1")
+    if advice.get("models"):
+        ways.append(f"--models {' '.join(advice['models'])}")
+    ways.append("fewer test participants (data import --test-subjects)")
+    crop = f" on crops of at least {FLOOR_CROP}x{FLOOR_CROP}" if plan.crop else ""
+    raise UsageError(
+        f"a {budget:g}-minute study cannot train every model to the floor ({MIN_STEPS} steps"
+        f"{crop}) on this data and machine ({gets}); measured, it would fit with "
+        f"{' or '.join(ways)}; --force runs it anyway and marks those models under-trained"
+    )
+
+
 def _choose_mode(
     opts: StudyOptions,
     out: Path,
@@ -249,7 +283,9 @@ def _choose_mode(
         mode = _Mode(profile=opts.profile)
     else:
         budget = opts.budget_minutes or DEFAULT_BUDGET_MINUTES
-        plan = _plan_study(data_dir, models, budget, spent, opts.device, opts.precision)
+        planes = {"planes": opts.planes} if opts.planes is not None else {}
+        plan = _plan_study(data_dir, models, budget, spent, opts.device, opts.precision, **planes)
+        _check_floor(plan, budget, opts.force)
         mode = _Mode(plan=plan, budget_minutes=budget)
     if mode.plan is None:
         return mode
@@ -388,7 +424,8 @@ def run_study(opts: StudyOptions | None = None, **options) -> Path:
     timings["volumes"] = time.perf_counter() - t0
     _say("writing the report")
     t0 = time.perf_counter()
-    report = build_report(run_dirs, out / "report", volumes=volumes)
+    under = mode.plan.under_trained if mode.plan is not None else {}
+    report = build_report(run_dirs, out / "report", volumes=volumes, under_trained=under)
     timings["report"] = time.perf_counter() - t0
     timings["total_this_call"] = time.perf_counter() - start
     stages = stage_table(mode.plan, timings) if mode.plan is not None else []
