@@ -223,3 +223,20 @@ def test_auto_downsample_keeps_small_images_usable():
     assert working_shape((128, 112), 0) == (64, 56)
     assert working_shape((64, 64), 0) == (64, 64)
     assert working_shape((304, 256), 2) == (152, 128)
+
+
+def test_bench_volume_times_a_whole_volume_and_skips_empty_tiles(tmp_path, monkeypatch):
+    """``bench --volume``: one whole volume translated as translate does; tiles without brain
+    (the ellipsoid's corners, its thin first and last slices) are skipped."""
+    from mrtranslate import bench
+
+    monkeypatch.setattr(bench, "VOLUME_SHAPE", (96, 96, 24))
+    monkeypatch.setattr(bench, "VOLUME_BRAIN_SEMI_AXES", (30, 36, 10))
+    out = tmp_path / "volume.json"
+    assert main(["bench", "--volume", "--models", "simple", "--crop", "32", "--precision",
+                 "fp32", "--repeats", "1", "--json", str(out)]) == 0  # fmt: skip
+    result = json.loads(out.read_text())["volume"]
+    assert result["model"] == "simple" and result["precision"] == "fp32"
+    assert result["seconds"] > 0 and len(result["seconds_all"]) == 1
+    assert 0 < result["axial_tiles_translated"] < result["axial_tiles"]
+    assert result["machine"]["cpu_capability"]

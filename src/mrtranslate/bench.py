@@ -345,3 +345,80 @@ def format_table(report: dict) -> str:
         "at 304x256"
     )
     return "\n".join(lines)
+
+
+# The whole-volume benchmark's defaults: a BraTS-sized volume (240x240x155 at 1 mm) and a
+# brain-shaped ellipsoid in it (semi-axes in voxels, about a glioma case's brain extent)
+VOLUME_SHAPE = (240, 240, 155)
+VOLUME_BRAIN_SEMI_AXES = (68, 85, 62)
+
+
+def bench_volume(
+    model: str = "generators_s",
+    shape: tuple[int, int, int] | None = None,
+    crop: int = 96,
+    planes: int = 1,
+    repeats: int = 2,
+    device: str = "auto",
+    precision: str = "auto",
+) -> dict:
+    """Seconds to translate one whole volume of ``shape`` (RAS+, axial slices of its first two
+    axes) with ``model``'s quick networks trained on ``crop`` x ``crop`` crops at native
+    resolution, as ``translate`` and the study's volume stage do (tiles of the crop, tiles
+    without brain skipped, ``planes`` planes averaged, the inference precision of a run trained
+    in ``precision``). The brain is an ellipsoid (:data:`VOLUME_BRAIN_SEMI_AXES`) of textured
+    intensities; the networks are untrained (the time does not depend on the weights).
+    ``shape``: default :data:`VOLUME_SHAPE`. Returns the median of ``repeats`` translations
+    (after a warm-up on a slab) and the tiles."""
+    import time
+    from pathlib import Path
+
+    import numpy as np
+
+    from mrtranslate.hardware import inference_precision
+    from mrtranslate.inference.batches import tiles_to_translate
+    from mrtranslate.inference.volumes import translate_volume
+    from mrtranslate.methods import build_method
+    from mrtranslate.runs import LoadedRun, RunRecord
+
+    shape = tuple(shape or VOLUME_SHAPE)
+    torch_device = resolve_device(device)
+    trained = resolve_precision(precision, torch_device).precision
+    cfg = make_config(model, "quick")
+    cfg.train.crop, cfg.loss.brain_only, cfg.net.planes = crop, True, planes
+    data_shape = (shape[1], shape[0])  # axial slices: rows along y, columns along x
+    torch.manual_seed(0)
+    method = build_method(model, cfg.net, cfg.loss, (crop, crop)).to(torch_device).eval()
+    record = RunRecord(model, display_name(model), "quick", data={"intensity_scale": "volume"})
+    run = LoadedRun(
+        Path("."), cfg, method, record, data_shape, data_shape, torch_device,
+        inference_precision(trained, torch_device),
+    )  # fmt: skip
+    grid = np.indices(shape, dtype=np.float32)
+    centre = [(n - 1) / 2 for n in shape]
+    radius = sum(((g - c) / a) ** 2 for g, c, a in zip(grid, centre, VOLUME_BRAIN_SEMI_AXES))
+    brain = radius <= 1
+    rng = np.random.default_rng(0)
+    volume = np.where(brain, 0.5 + 0.3 * rng.random(shape, dtype=np.float32), 0.0)
+    middle = slice(shape[2] // 2 - 2, shape[2] // 2 + 2)
+    translate_volume(run, volume[..., middle], "t1-to-t2", brain[..., middle])  # warm-up
+    seconds = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        translate_volume(run, volume, "t1-to-t2", brain)
+        seconds.append(time.perf_counter() - start)
+    axial = np.stack([np.flipud(brain[:, :, k].T) for k in range(shape[2]) if brain[..., k].any()])
+    keep = tiles_to_translate(torch.from_numpy(axial), len(axial), data_shape, (crop, crop))
+    return {
+        "model": model,
+        "volume_shape": list(shape),
+        "brain_voxels": int(brain.sum()),
+        "crop": crop,
+        "planes": planes,
+        "precision": run.precision,
+        "axial_tiles": int(keep.numel()),
+        "axial_tiles_translated": int(keep.sum()),
+        "seconds": statistics.median(seconds),
+        "seconds_all": seconds,
+        "machine": _machine(torch_device, resolve_precision("auto", torch_device)),
+    }

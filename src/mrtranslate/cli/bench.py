@@ -57,6 +57,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="image pairs for the evaluation-measure timing (default 2130 = 213 "
         "test images x 5 models x 2 directions)",
     )
+    bench.add_argument(
+        "--volume",
+        action="store_true",
+        help="instead: time translating one whole 240x240x155 volume (a brain-shaped "
+        "ellipsoid) with the first --models model (default generators_s) trained on --crop "
+        "crops, as translate and the study do (tiles with brain only; --planes)",
+    )
+    bench.add_argument("--crop", type=int, default=96, help="with --volume: crop side (96)")
+    bench.add_argument(
+        "--planes", type=int, choices=(1, 3), default=1, help="with --volume: planes (1)"
+    )
     add_device(bench)
     bench.add_argument("--json", help="also write the results as JSON to this file")
     bench.set_defaults(func=run_bench)
@@ -86,6 +97,8 @@ def run_bench(args: argparse.Namespace) -> int:
         raise UsageError("--batch and --repeats must be positive and --threads >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.volume:
+        return _bench_volume(args, precisions)
     report = bench(
         args.models,
         precisions,
@@ -104,5 +117,33 @@ def run_bench(args: argparse.Namespace) -> int:
     print(format_table(report))
     if args.json:
         write_json_atomic(args.json, report)
+        print(f"JSON written to {args.json}")
+    return 0
+
+
+def _bench_volume(args: argparse.Namespace, precisions: list[str]) -> int:
+    import json
+    import sys
+
+    from mrtranslate.bench import bench_volume
+    from mrtranslate.errors import UsageError
+    from mrtranslate.fileio import write_json_atomic
+
+    if args.crop < 32 or args.crop % 4:
+        raise UsageError(f"--crop must be >= 32 and divisible by 4, got {args.crop}")
+    model = args.models[0] if args.models != ["cyclegan", "unit"] else "generators_s"
+    precision = "auto" if len(precisions) != 1 else precisions[0]
+    print(f"[bench] translating one whole volume with {model}", file=sys.stderr, flush=True)
+    result = bench_volume(
+        model,
+        crop=args.crop,
+        planes=args.planes,
+        repeats=args.repeats if args.repeats != 5 else 2,
+        device=args.device,
+        precision=precision,
+    )
+    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1))
+    if args.json:
+        write_json_atomic(args.json, {"volume": result})
         print(f"JSON written to {args.json}")
     return 0
