@@ -12,23 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from mrtranslate.architecture import layer_of
+
 SRC = Path(__file__).resolve().parents[1] / "src" / "mrtranslate"
 
-# Bottom to top. A module may import its own layer and the layers below it.
-LAYERS = [
-    {"__init__", "errors", "fileio", "directions", "hardware", "openmp", "progress"},
-    {"config", "data"},
-    {"nets", "losses"},
-    {"methods"},
-    {"runs"},  # the run folder: layout, checkpoints, records, loading a trained run
-    {"inference"},
-    {"evaluation"},
-    {"reporting", "perceptual"},
-    {"training"},  # writes runs; nothing that reads runs needs it
-    {"bench", "study", "gpu_check"},
-    {"cli", "__main__"},
-]
-LAYER_OF = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+# Bottom to top: the one table (mrtranslate.architecture), also the docs' architecture page.
+LAYER_OF = layer_of()
 
 
 def _module_name(path: Path) -> str:

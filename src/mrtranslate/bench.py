@@ -371,35 +371,16 @@ def bench_volume(
     ``shape``: default :data:`VOLUME_SHAPE`. Returns the median of ``repeats`` translations
     (after a warm-up on a slab) and the tiles."""
     import time
-    from pathlib import Path
 
     import numpy as np
 
-    from mrtranslate.hardware import inference_precision
     from mrtranslate.inference.batches import tiles_to_translate
     from mrtranslate.inference.volumes import translate_volume
-    from mrtranslate.methods import build_method
-    from mrtranslate.runs import LoadedRun, RunRecord
 
     shape = tuple(shape or VOLUME_SHAPE)
     torch_device = resolve_device(device)
-    trained = resolve_precision(precision, torch_device).precision
-    cfg = make_config(model, "quick")
-    cfg.train.crop, cfg.loss.brain_only, cfg.net.planes = crop, True, planes
-    data_shape = (shape[1], shape[0])  # axial slices: rows along y, columns along x
-    torch.manual_seed(0)
-    method = build_method(model, cfg.net, cfg.loss, (crop, crop)).to(torch_device).eval()
-    record = RunRecord(model, display_name(model), "quick", data={"intensity_scale": "volume"})
-    run = LoadedRun(
-        Path("."), cfg, method, record, data_shape, data_shape, torch_device,
-        inference_precision(trained, torch_device),
-    )  # fmt: skip
-    grid = np.indices(shape, dtype=np.float32)
-    centre = [(n - 1) / 2 for n in shape]
-    radius = sum(((g - c) / a) ** 2 for g, c, a in zip(grid, centre, VOLUME_BRAIN_SEMI_AXES))
-    brain = radius <= 1
-    rng = np.random.default_rng(0)
-    volume = np.where(brain, 0.5 + 0.3 * rng.random(shape, dtype=np.float32), 0.0)
+    run = _untrained_native_run(model, crop, planes, (shape[1], shape[0]), torch_device, precision)
+    brain, volume = _ellipsoid_brain(shape)
     middle = slice(shape[2] // 2 - 2, shape[2] // 2 + 2)
     translate_volume(run, volume[..., middle], "t1-to-t2", brain[..., middle])  # warm-up
     seconds = []
@@ -408,7 +389,7 @@ def bench_volume(
         translate_volume(run, volume, "t1-to-t2", brain)
         seconds.append(time.perf_counter() - start)
     axial = np.stack([np.flipud(brain[:, :, k].T) for k in range(shape[2]) if brain[..., k].any()])
-    keep = tiles_to_translate(torch.from_numpy(axial), len(axial), data_shape, (crop, crop))
+    keep = tiles_to_translate(torch.from_numpy(axial), len(axial), axial.shape[1:], (crop, crop))
     return {
         "model": model,
         "volume_shape": list(shape),
@@ -422,3 +403,38 @@ def bench_volume(
         "seconds_all": seconds,
         "machine": _machine(torch_device, resolve_precision("auto", torch_device)),
     }
+
+
+def _untrained_native_run(model, crop, planes, data_shape, device, precision):
+    """A run of ``model``'s quick networks (untrained) as if trained on ``crop`` crops of
+    ``data_shape`` images at native resolution, volume-scaled, translating in the inference
+    precision of a run trained in ``precision``."""
+    from pathlib import Path
+
+    from mrtranslate.hardware import inference_precision
+    from mrtranslate.methods import build_method
+    from mrtranslate.runs import LoadedRun, RunRecord
+
+    trained = resolve_precision(precision, device).precision
+    cfg = make_config(model, "quick")
+    cfg.train.crop, cfg.loss.brain_only, cfg.net.planes = crop, True, planes
+    torch.manual_seed(0)
+    method = build_method(model, cfg.net, cfg.loss, (crop, crop)).to(device).eval()
+    record = RunRecord(model, display_name(model), "quick", data={"intensity_scale": "volume"})
+    return LoadedRun(
+        Path("."), cfg, method, record, data_shape, data_shape, device,
+        inference_precision(trained, device),
+    )  # fmt: skip
+
+
+def _ellipsoid_brain(shape: tuple[int, int, int]):
+    """(brain mask, volume): an ellipsoid of :data:`VOLUME_BRAIN_SEMI_AXES` centred in
+    ``shape``, filled with textured intensities in [0.5, 0.8], zero outside."""
+    import numpy as np
+
+    grid = np.indices(shape, dtype=np.float32)
+    centre = [(n - 1) / 2 for n in shape]
+    radius = sum(((g - c) / a) ** 2 for g, c, a in zip(grid, centre, VOLUME_BRAIN_SEMI_AXES))
+    brain = radius <= 1
+    rng = np.random.default_rng(0)
+    return brain, np.where(brain, 0.5 + 0.3 * rng.random(shape, dtype=np.float32), 0.0)

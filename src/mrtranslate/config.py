@@ -181,7 +181,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda or cuda:N
     threads: int = 0  # torch intra-op threads; 0 = PyTorch's default
-    channels_last: bool = False  # NHWC memory format (measured slower here: see README)
+    channels_last: bool = False  # NHWC memory format (measured slower: docs/commands/bench.md)
     compile: bool = False  # torch.compile each network (pays off for long runs)
     conv_algorithm: str = "auto"  # auto: fastest measured per layer; direct: PyTorch's own
     fast_path: str = "auto"  # on: fused Adam, no host sync per step; auto: on for CUDA only

@@ -6,12 +6,12 @@ sleep. Work that runs on other threads in between, such as NNPACK's convolutions
 :mod:`mrtranslate.nets.conv`), then shares the cores with spinning threads and runs about half as
 fast on 2 cores. A short spin keeps back-to-back regions fast and frees the cores soon after.
 
-Measured on a 2-core AMD EPYC Zen 4 (CycleGAN, paper networks, 256x256, batch 1; README,
-"Convolution algorithms"): with ``GOMP_SPINCOUNT=10000`` the tuned fp32 step on AVX2 kernels took
-1.68 s instead of 2.39 s (the tuner picks NNPACK for the residual blocks either way, but only
-with a short spin does the whole step gain), the plain fp32 step was unchanged on AVX2 and
-faster on AVX-512 (1.32 vs 1.41 s), and the study's bf16 steps were unchanged; ``0`` (never
-spin) made bf16 steps twice as slow.
+Measured on a 2-core AMD EPYC Zen 4 (CycleGAN, paper networks, 256x256, batch 1;
+docs/commands/bench.md, "Convolution algorithms"): with ``GOMP_SPINCOUNT=10000`` the tuned
+fp32 step on AVX2 kernels took 1.68 s instead of 2.39 s (the tuner picks NNPACK for the
+residual blocks either way, but only with a short spin does the whole step gain), the plain
+fp32 step was unchanged on AVX2 and faster on AVX-512 (1.32 vs 1.41 s), and the study's bf16
+steps were unchanged; ``0`` (never spin) made bf16 steps twice as slow.
 """
 
 from __future__ import annotations

@@ -57,6 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="image pairs for the evaluation-measure timing (default 2130 = 213 "
         "test images x 5 models x 2 directions)",
     )
+    _add_volume_options(bench)
+    add_device(bench)
+    bench.add_argument("--json", help="also write the results as JSON to this file")
+    bench.set_defaults(func=run_bench)
+
+
+def _add_volume_options(bench: argparse.ArgumentParser) -> None:
     bench.add_argument(
         "--volume",
         action="store_true",
@@ -68,9 +75,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench.add_argument(
         "--planes", type=int, choices=(1, 3), default=1, help="with --volume: planes (1)"
     )
-    add_device(bench)
-    bench.add_argument("--json", help="also write the results as JSON to this file")
-    bench.set_defaults(func=run_bench)
 
 
 def run_bench(args: argparse.Namespace) -> int:

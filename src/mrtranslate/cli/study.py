@@ -49,6 +49,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=names(),
         help="models to train (default: all registered models)",
     )
+    _add_plan_options(st)
+    add_overrides(
+        st, "config override for every chosen model that has the key (a key none has is refused)"
+    )
+    add_device(st)
+    add_precision(st, default="auto")
+    st.add_argument("--seed", type=int, default=0, help="seed of the phantom and the training")
+    st.add_argument("--quiet", action="store_true", help="no progress bars")
+    st.set_defaults(func=run_study)
+
+
+def _add_plan_options(st: argparse.ArgumentParser) -> None:
     st.add_argument(
         "--planes",
         type=int,
@@ -63,14 +75,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "otherwise stops before it starts and says what budget would fit); the report marks "
         "those models under-trained",
     )
-    add_overrides(
-        st, "config override for every chosen model that has the key (a key none has is refused)"
-    )
-    add_device(st)
-    add_precision(st, default="auto")
-    st.add_argument("--seed", type=int, default=0, help="seed of the phantom and the training")
-    st.add_argument("--quiet", action="store_true", help="no progress bars")
-    st.set_defaults(func=run_study)
 
 
 def run_study(args: argparse.Namespace) -> int:

@@ -7,11 +7,11 @@ context, 1 for single slices); outputs are the centre slice's translation, (N, 1
 training crop, blended with a window that falls off towards each tile's edges: its instance
 normalisation then sees the statistics it was trained on (a whole slice holds far more
 background than a crop centred on the brain, which shifts every normalised feature; measured in
-the README, "Tiles of the training crop"). Given the brain masks, tiles that hold no brain pixel
-are not translated at all: every pixel inside the brain is covered only by tiles that hold it,
-so its blended value is unchanged, and pixels outside the brain come out as background (-1).
-On a 240x240 slice with 96x96 tiles (16 per slice) about a third of the tiles of a glioma
-volume hold no brain.
+docs/experiments/2026-12-02-tiles-of-the-training-crop.md).
+
+Given the brain masks, tiles that hold no brain pixel are not translated at all: every pixel
+inside the brain is covered only by tiles that hold it, so its blended value is unchanged, and
+pixels outside the brain come out as background (-1).
 """
 
 from __future__ import annotations

@@ -132,7 +132,8 @@ class Simple(SupervisedL1):
 _SUPERVISED = {"train.lr": 1e-3, "train.beta1": 0.9, "train.decay_epochs": 0}
 # The quick profile lets the rate fall linearly to 0 over the second half of its 6 epochs
 # (measured on the three open-ms folds: T2w->T1w equal or better on all, T1w->T2w r +0.12,
-# +0.01 and -0.03; README, "Every brain slice, rate decay, ...").
+# +0.01 and -0.03;
+# docs/experiments/2026-12-02-every-brain-slice-rate-decay-up-sampling-loss.md).
 _QUICK_DECAY = {"train.decay_epochs": 3}
 SPEC_GENERATORS_S = ModelSpec(
     name="generators_s",

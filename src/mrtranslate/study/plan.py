@@ -30,7 +30,8 @@ Evaluation and the whole-volume judgement translate whole slices at full size. T
 its steps are chosen as if every model trained the same steps; that training time is then
 shared equally, so a model whose step is cheaper trains more steps (``equal_time_steps``):
 measured on real scans, Generators_s gains much from more steps and the adversarial models
-stay unusable at the steps a CPU budget allows (README, "The same training time per model").
+stay unusable at the steps a CPU budget allows
+(docs/experiments/2026-12-02-the-same-training-time-per-model-and-skips.md).
 """
 
 from __future__ import annotations
@@ -53,19 +54,21 @@ MIN_STEPS = 210  # a sensible minimum (35 x 6): every model already beats copyin
 # The floor: the least training that makes a model worth judging. Every model of a plan gets
 # at least MIN_STEPS steps and, in native mode, crops of at least FLOOR_CROP pixels a side;
 # a budget that cannot pay it is refused before anything runs (study --force runs anyway and
-# the report marks those models under-trained). Measured on BraTS (docs/experiments,
-# 2026-12-04): 72 steps of 48x48 crops leave every model below the intensity lookup.
+# the report marks those models under-trained). Measured on BraTS
+# (docs/experiments/2026-12-04-the-study-on-any-data-set.md): 72 steps of 48x48 crops leave
+# every model below the intensity lookup.
 FLOOR_CROP = 64
 TARGET_STEPS = 600  # steps reached at the base size before the images grow
 # Native mode (crops of volume data): the crops grow once a larger one gets this many steps.
 # Measured (Generators_s, three open-ms folds, equal work): 96x96 crops with 360 steps beat
 # 64x64 with 804 in MAE on every fold (r -0.00 / +0.01 / +0.06), 128x128 with
-# 204 steps did not; 112x112 with 402 steps matched 80x80 with 786 (README, "Crop or steps").
+# 204 steps did not; 112x112 with 402 steps matched 80x80 with 786
+# (docs/experiments/2026-12-02-crop-or-steps.md).
 NATIVE_TARGET_STEPS = 360
 # ... but only up to this side; a larger crop needs NATIVE_LARGE_CROP_STEPS. Measured
 # (Generators_s, equal work): 96x96 with 1,608 steps beat 192x184 with 402 on two folds of two
 # (T1w->T2w r 0.77 vs 0.73, 0.75 vs 0.69), and 96x96 with 804 beat 112x112 with 402 and 80x80
-# with 786 on all three (README, "Steps before larger crops").
+# with 786 on all three (docs/experiments/2026-12-02-steps-before-larger-crops.md).
 NATIVE_STEP_CROP = 96
 NATIVE_LARGE_CROP_STEPS = 1608
 STEP_MULTIPLE = 6  # steps are a multiple of the quick profile's 6 epochs
@@ -351,19 +354,7 @@ def build_plan(
         target_steps=target,
         fill=native,
     )
-    step_seconds = {m: cost.model_step(m, factor) for m in cost.models}
-    own = equal_time_steps(step_seconds, steps, max_steps) if native else {}
-    models = [
-        ModelPlan(
-            model=m,
-            seconds_per_step=step_seconds[m],
-            train_seconds=step_seconds[m] * own.get(m, steps) + cost.overhead_per_model,
-            evaluate_seconds=cost.evaluate_seconds(m, factor),
-            steps=own.get(m, 0),
-            conv_algorithms=dict((conv_algorithms or {}).get((m, factor), {})),
-        )
-        for m in cost.models
-    ]
+    models = _model_plans(cost, factor, steps, max_steps, conv_algorithms)
     plan = StudyPlan(
         budget_minutes=budget_minutes,
         device=device,
@@ -389,6 +380,26 @@ def build_plan(
         args = (factors, base, budget_minutes, spent_seconds, train_images, device, precision)
         return build_plan(axial, *args, calibration, conv_algorithms)
     return plan
+
+
+def _model_plans(
+    cost: CostModel, factor: float, steps: int, max_steps: int, conv_algorithms: dict | None
+) -> list[ModelPlan]:
+    """Each model's share at rung ``factor``: ``steps`` each, or in native mode the same
+    training time (:func:`equal_time_steps`)."""
+    step_seconds = {m: cost.model_step(m, factor) for m in cost.models}
+    own = equal_time_steps(step_seconds, steps, max_steps) if cost.crops is not None else {}
+    return [
+        ModelPlan(
+            model=m,
+            seconds_per_step=step_seconds[m],
+            train_seconds=step_seconds[m] * own.get(m, steps) + cost.overhead_per_model,
+            evaluate_seconds=cost.evaluate_seconds(m, factor),
+            steps=own.get(m, 0),
+            conv_algorithms=dict((conv_algorithms or {}).get((m, factor), {})),
+        )
+        for m in cost.models
+    ]
 
 
 def _equal_time_min_steps(cost: CostModel, rung: float) -> int:

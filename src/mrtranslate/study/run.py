@@ -428,18 +428,15 @@ def run_study(opts: StudyOptions | None = None, **options) -> Path:
     report = build_report(run_dirs, out / "report", volumes=volumes, under_trained=under)
     timings["report"] = time.perf_counter() - t0
     timings["total_this_call"] = time.perf_counter() - start
+    _finish(out, record, mode, timings, report)
+    return report
+
+
+def _finish(out: Path, record: dict, mode: _Mode, timings: dict, report: Path) -> None:
+    """Record the finished study (with planned against actual time per stage) and say so."""
     stages = stage_table(mode.plan, timings) if mode.plan is not None else []
-    write_json_atomic(
-        out / STUDY_FILE,
-        {
-            **record,
-            "status": "finished",
-            "seconds": timings,
-            "stages": stages,
-            "report": str(report),
-        },
-    )
+    finished = {**record, "status": "finished", "seconds": timings, "stages": stages}
+    write_json_atomic(out / STUDY_FILE, {**finished, "report": str(report)})
     _say(f"done in {timings['total_this_call'] / 60:.1f} min")
     if stages:
         print("planned against actual time per stage:\n" + format_stage_table(stages), flush=True)
-    return report
