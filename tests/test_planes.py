@@ -245,3 +245,18 @@ def test_translate_says_three_planes_and_warns_in_one_line_for_thick_slices(
         "translating axial slices only"
     ]
     assert "Traceback" not in err and "UserWarning" not in err
+
+
+def test_one_planes_fact_per_data_set(planes_data, tmp_path):
+    """Slices along one other axis (``--axis 0``: sagittal) are one plane: the study does not
+    take them for three-plane data, and dataset.json names their plane."""
+    from mrtranslate.study import study_shape
+
+    assert open_dataset(planes_data[1]).planes == 3
+    sagittal = tmp_path / "sagittal"
+    assert main(_import(planes_data[0], sagittal, "--slices", "brain", "--axis", "0")) == 0
+    dataset = open_dataset(sagittal)
+    assert dataset.planes == 1
+    assert set(np.asarray(dataset.split("train").planes).tolist()) == {0}
+    assert study_shape(dataset, ["generators_s"]).planes == 1
+    assert json.loads((sagittal / "dataset.json").read_text())["orientation"].startswith("sagittal")

@@ -134,6 +134,14 @@ class Dataset:
         return Split(**arrays)
 
     @property
+    def planes(self) -> int:
+        """The planes the training slices were cut along, as the import recorded it: 3
+        (``--planes 3``: axial, coronal and sagittal) or 1 (one axis, whichever it was). The
+        one fact the study reads; data sets without the record are 1."""
+        recorded = (self.meta.get("import") or {}).get("planes")
+        return 3 if recorded == 3 else 1
+
+    @property
     def intensity_scale(self) -> str:
         """``volume`` (one divisor per volume) or ``slice`` (per image; older data sets)."""
         return self.meta.get("intensity_scale", "slice")

@@ -63,7 +63,13 @@ VOLUME_INTENSITY_NOTE = (
     "scale_t2w"
 )
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
-ORIENTATION = "axial; rows anterior->posterior, columns left->right"
+# How each plane's slices are shown (RAS+ axis -> name, rows, columns)
+PLANE_ORIENTATION = {
+    2: "axial; rows anterior->posterior, columns left->right",
+    1: "coronal; rows superior->inferior, columns left->right",
+    0: "sagittal; rows superior->inferior, columns posterior->anterior",
+}
+ORIENTATION = PLANE_ORIENTATION[2]
 PLANES_ORIENTATION = (
     "train: axial, coronal and sagittal slices (planes.npy: 2, 1, 0), test: axial; axial rows "
     "anterior->posterior, columns left->right; coronal rows superior->inferior, columns "
@@ -515,7 +521,9 @@ def _write_meta(
             "paired": paired,
             "image_shape": list(size),
             "pixel_spacing_mm": spacing,
-            "orientation": ORIENTATION if options.planes == 1 else PLANES_ORIENTATION,
+            "orientation": PLANE_ORIENTATION[options.axis]
+            if options.planes == 1
+            else PLANES_ORIENTATION,
             "intensity": INTENSITY_NOTE,
             "seed": options.seed,
             "splits": {

@@ -25,7 +25,7 @@ def study_shape(dataset, models: list[str]) -> StudyShape:
     """What the planner needs to know about ``dataset`` (a :class:`Dataset`) for ``models``;
     data imported with slices along three planes (``--planes 3``) gets three-plane
     translation of the test volumes."""
-    planes = 3 if dataset.split("train").planes is not None else 1
+    planes = dataset.planes
     slices, plane_slices, voxels = _test_volume_size(dataset)
     return StudyShape(
         models,
