@@ -395,3 +395,17 @@ def test_force_runs_below_the_floor_and_the_report_says_under_trained(
             assert f"<td>{steps}</td>" in row
     recorded = json.loads((out / "study.json").read_text())
     assert recorded["stages"] and recorded["plan"]["under_trained"] == plan["under_trained"]
+
+
+def test_two_runs_of_one_model_are_refused_not_overwritten(volume_study, tmp_path, capsys):
+    """The volume table has one row per model: a second run of the same model would silently
+    replace the first one's numbers."""
+    twin = tmp_path / "twin"
+    shutil.copytree(volume_study["run"], twin)
+    out = tmp_path / "volumes"
+    error = usage_error(
+        capsys,
+        ["evaluate-volumes", "--runs", str(volume_study["run"]), str(twin), "--out", str(out)],
+    )
+    assert "both Generators_s runs" in error and "separate --out" in error
+    assert not out.exists()

@@ -159,6 +159,7 @@ def evaluate_volumes(
     """Evaluate ``runs`` on the whole test volumes of their data set; returns the summary."""
     runs = [Path(r) for r in runs]
     loaded = [load_run(r, device=device) for r in runs]
+    _check_one_run_per_model(loaded)
     data_dir = data_dir or (loaded[0].record.data_path if loaded else None)
     if not data_dir:
         raise UsageError(f"{runs[0]} does not record its data set; pass --data")
@@ -194,6 +195,19 @@ def evaluate_volumes(
     }
     _write(out, rows, summary)
     return summary
+
+
+def _check_one_run_per_model(loaded: list) -> None:
+    """The table has one row per model: two runs of one model would overwrite each other."""
+    seen: dict[str, Path] = {}
+    for run in loaded:
+        model = run.config.model
+        if model in seen:
+            raise UsageError(
+                f"{seen[model]} and {run.run_dir} are both {run.display_name} runs; the volume "
+                "table has one row per model: evaluate them in separate --out folders"
+            )
+        seen[model] = run.run_dir
 
 
 def volumes_current(folder: str | Path, runs: list[str | Path]) -> bool:
