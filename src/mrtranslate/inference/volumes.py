@@ -133,9 +133,13 @@ def _translate_plane(
 ) -> np.ndarray:
     """The volume translated slice by slice along ``axis`` (0 outside the mask)."""
     shape, model_shape = plane_shapes(run, volume.shape, axis)
+    # The slices along ``axis`` first, contiguous: taking a slice along the last axis of a
+    # 240x240x155 volume touches a new cache line (and page) per voxel (13 ms a slice, 8 of
+    # the 10.7 s a volume took); moved once, each slice is one contiguous block.
+    volume, mask = (np.ascontiguousarray(np.moveaxis(a, axis, 0)) for a in (volume, mask))
     out = np.zeros(volume.shape, dtype=np.float32)
-    indices = [k for k in range(volume.shape[axis]) if np.take(mask, k, axis=axis).any()]
-    images, divisors, masks = _prepared_slices(run, volume, mask, axis, shape)
+    indices = np.flatnonzero(mask.reshape(len(mask), -1).any(axis=1)).tolist()
+    images, divisors, masks = _prepared_slices(run, volume, mask, 0, shape)
     # the output is kept inside the mask only: tiles without brain need no translating
     native = tuple(shape) == tuple(model_shape)
     for start in progress_bar(
@@ -160,10 +164,10 @@ def _translate_plane(
         )
         fake01 = to_data_range(resize(fake, shape))[:, 0].numpy()
         for k, image01 in zip(chunk, fake01):
-            slice_mask = axial_slice(mask, k, axis)
+            slice_mask = axial_slice(mask, k, 0)
             restored = fit_to(image01, slice_mask.shape) * divisors[k] * slice_mask
-            put_slice(out, k, restored.astype(np.float32), axis)
-    return out
+            put_slice(out, k, restored.astype(np.float32), 0)
+    return np.moveaxis(out, 0, axis)
 
 
 def _translate_canonical(
