@@ -429,7 +429,8 @@ def _untrained_native_run(model, crop, planes, data_shape, device, precision):
 
 def _ellipsoid_brain(shape: tuple[int, int, int]):
     """(brain mask, volume): an ellipsoid of :data:`VOLUME_BRAIN_SEMI_AXES` centred in
-    ``shape``, filled with textured intensities in [0.5, 0.8], zero outside."""
+    ``shape``, filled with textured intensities in [0.5, 0.8], zero outside; in Fortran order,
+    as nibabel gives NIfTI data (slicing along the last axis is then the cheap one)."""
     import numpy as np
 
     grid = np.indices(shape, dtype=np.float32)
@@ -437,4 +438,5 @@ def _ellipsoid_brain(shape: tuple[int, int, int]):
     radius = sum(((g - c) / a) ** 2 for g, c, a in zip(grid, centre, VOLUME_BRAIN_SEMI_AXES))
     brain = radius <= 1
     rng = np.random.default_rng(0)
-    return brain, np.where(brain, 0.5 + 0.3 * rng.random(shape, dtype=np.float32), 0.0)
+    volume = np.where(brain, 0.5 + 0.3 * rng.random(shape, dtype=np.float32), 0.0)
+    return np.asfortranarray(brain), np.asfortranarray(volume)
