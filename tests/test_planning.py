@@ -13,6 +13,7 @@ from mrtranslate.cli import main
 from mrtranslate.methods import make_config
 from mrtranslate.study.plan import (
     MIN_STEPS,
+    PLANNED_FRACTION,
     TARGET_STEPS,
     CostModel,
     StudyPlan,
@@ -52,7 +53,7 @@ def _plan(steps: dict[str, float], minutes: float, spent: float = 20.0) -> Study
 def test_plan_fits_the_budget(machine, minutes):
     plan = _plan(machine, minutes)
     assert plan.fits  # and a tenth of the budget stays as a margin for estimation error
-    assert plan.estimated_seconds <= 0.9 * minutes * 60 + 1e-6
+    assert plan.estimated_seconds <= PLANNED_FRACTION * minutes * 60 + 1e-6
     assert plan.steps % 6 == 0 and plan.steps >= MIN_STEPS
 
 
@@ -285,7 +286,7 @@ def test_native_plans_keep_full_resolution_and_grow_crops_then_steps():
         cfg = _applied(plan, "generators_s")
         assert cfg.train.downsample == 1 and cfg.train.crop == plan.crop
         assert cfg.loss.brain_only  # volume data: judged in the brain
-        assert plan.estimated_seconds <= 0.9 * minutes * 60 + 1e-6
+        assert plan.estimated_seconds <= PLANNED_FRACTION * minutes * 60 + 1e-6
         side = plan.crop or max(REAL)
         if previous is not None:  # more time: never a smaller crop, never fewer steps for one
             assert side >= previous[0]
@@ -322,7 +323,7 @@ def test_three_plane_data_plans_three_plane_translation_and_pays_for_it():
     assert three.crop == one.crop  # (at these step times the same crop; fewer steps)
     translation = [plan.fixed_seconds[VOLUMES_STAGE] - measures for plan in (one, three)]
     assert translation[1] == pytest.approx((182 + 218 + 182) / 182 * translation[0], rel=1e-6)
-    assert three.estimated_seconds <= 0.9 * 30 * 60 + 1e-6 and three.steps <= one.steps
+    assert three.estimated_seconds <= PLANNED_FRACTION * 30 * 60 + 1e-6 and three.steps <= one.steps
 
 
 def test_a_short_budget_translates_three_plane_data_axially():
@@ -404,7 +405,7 @@ def test_the_planned_size_is_always_measured_with_the_algorithms_it_fixes(monkey
         assert model_plan.conv_algorithms == {
             "g_t1_to_t2.model.1": f"winograd@{trained[0]}x{trained[1]}"
         }
-    assert plan.estimated_seconds <= 0.9 * 60 * 60  # a tenth of the budget stays as margin
+    assert plan.estimated_seconds <= PLANNED_FRACTION * 60 * 60  # a margin stays
     # three-plane data: the calibrated plan translates along three planes and pays for the
     # slices of every axis (182 + 218 + 182 instead of 182)
     from mrtranslate.study.plan import VOLUMES_STAGE
