@@ -397,8 +397,9 @@ class Calibration:
         args = (self.factors, self.base, spent, self.study.train_images)
         advice = {"budget_minutes": floor_budget_minutes(self.cost_model(), *args)}
         if self.study.planes == 3:
-            axial = self.cost_model(planes=1)
-            advice["budget_minutes_axial"] = floor_budget_minutes(axial, *args)
+            axial = floor_budget_minutes(self.cost_model(planes=1), *args)
+            if axial and (advice["budget_minutes"] is None or axial < advice["budget_minutes"]):
+                advice["budget_minutes_axial"] = axial
         models = list(self.study.models)
         base = self.base
         while len(models) > 1:
