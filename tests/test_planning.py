@@ -499,3 +499,22 @@ def test_calibration_times_a_cheap_step_over_a_second(monkeypatch):
     monkeypatch.setattr(calibration.Trainer, "train_step", counted)
     seconds, _ = calibration.quick_step_seconds("simple", (32, 32), 2, torch.device("cpu"), "fp32")
     assert seconds >= 0.01 and len(steps) >= 2 + 0.3 / (seconds * 1.5)
+
+
+def test_the_floor_is_210_steps_and_64_pixel_crops_for_every_model():
+    """below_floor names each model under 210 steps, or every model when the crops are under
+    64x64; a model at the floor is worth judging."""
+    from mrtranslate.study.plan import FLOOR_CROP, ModelPlan, below_floor
+
+    def plan(steps: dict[str, int], crop: int) -> StudyPlan:
+        models = [ModelPlan(m, 0.1, 1.0, 1.0, steps=s) for m, s in steps.items()]
+        return StudyPlan(15, "cpu", "fp32", [240, 240], 1.0, [240, 240], 0, 4, 6, True, models,
+                         crop=crop)  # fmt: skip
+
+    assert MIN_STEPS == 210 and FLOOR_CROP == 64
+    assert below_floor(plan({"cyclegan": 210, "simple": 2000}, 96)) == {}
+    under = below_floor(plan({"cyclegan": 204, "simple": 2000}, 96))
+    assert list(under) == ["cyclegan"] and under["cyclegan"].startswith("204 steps of 96x96")
+    assert set(below_floor(plan({"cyclegan": 600, "simple": 2000}, 48))) == {"cyclegan", "simple"}
+    assert below_floor(plan({"cyclegan": 210}, 0)) == {}  # whole images
+    assert list(below_floor(plan({"cyclegan": 150}, 0))) == ["cyclegan"]
