@@ -79,14 +79,29 @@ def test_tight_budget_shrinks_the_images_and_can_say_it_does_not_fit():
 
 
 @pytest.mark.parametrize("machine", [AVX2, ZEN4])
-def test_a_larger_budget_never_gives_fewer_steps_or_smaller_images(machine):
+def test_a_larger_budget_never_gives_smaller_images_or_fewer_steps_at_one_size(machine):
     previous = None
     for minutes in np.linspace(0.5, 600, 400):
         plan = _plan(machine, float(minutes))
-        key = (plan.steps, plan.image_shape[0] * plan.image_shape[1])
+        key = (plan.image_shape[0] * plan.image_shape[1], plan.steps)
         if previous is not None:
-            assert key[0] >= previous[0] and key[1] >= previous[1], (minutes, key, previous)
+            assert key[0] >= previous[0], (minutes, key, previous)
+            assert key[0] > previous[0] or key[1] >= previous[1], (minutes, key, previous)
         previous = key
+
+
+@pytest.mark.parametrize("machine", [AVX2, ZEN4])
+def test_every_plan_uses_its_budget_not_only_a_rung_of_it(machine):
+    """No time is left between rungs: every plan that fits trains as many steps as the
+    planned fraction pays (a phantom study ended at 80% of its budget when rungs kept
+    exactly 600 steps), unless its steps are capped by the paper's 200 epochs."""
+    max_steps = 200 * 900 // 4
+    for minutes in np.linspace(2, 600, 120):
+        plan = _plan(machine, float(minutes))
+        planned = PLANNED_FRACTION * minutes * 60
+        if plan.fits and plan.steps < max_steps - 6:
+            one_more = 6 * sum(m.seconds_per_step for m in plan.models)
+            assert plan.estimated_seconds > planned - one_more, (minutes, plan.steps)
 
 
 def test_choose_follows_the_ladder():
@@ -97,10 +112,11 @@ def test_choose_follows_the_ladder():
     def cost(factor):
         return SizeCost(step_seconds={8: 0.25, 4: 1.0, 2: 4.0, 1: 16.0}[factor], fixed_seconds=0)
 
-    assert choose(factors, base, cost, 100, 10**6) == (8, MIN_STEPS, True)  # below the minimum
+    assert choose(factors, base, cost, 100, 10**6) == (8, 396, True)  # below the minimum
     assert choose(factors, base, cost, 400, 10**6) == (4, 396, True)  # steps grow first
-    assert choose(factors, base, cost, 2000, 10**6) == (4, TARGET_STEPS, True)
+    assert choose(factors, base, cost, 2000, 10**6) == (4, 1998, True)  # the rung is filled
     assert choose(factors, base, cost, 2400, 10**6) == (2, TARGET_STEPS, True)  # then size
+    assert choose(factors, base, cost, 3000, 10**6) == (2, 750, True)
     assert choose(factors, base, cost, 16 * 1000, 10**6) == (1, 996, True)  # then steps
     assert choose(factors, base, cost, 16 * 1000, 500) == (1, 498, True)  # paper cap
 

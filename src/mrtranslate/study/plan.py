@@ -8,13 +8,14 @@ training steps per model at the quick settings, in the resolved precision) and b
 All models get the same image size (batch 4, as in the quick profile), so that their results
 stay comparable, and the same number of steps, except in native mode (below), where each
 model gets the same training time. As the budget grows the plan grows along one ladder, never
-giving fewer steps or a smaller image for more time:
+giving a smaller image for more time, nor fewer steps at the same image size; on every rung the
+models train as many steps as the budget pays, so no time is left between rungs:
 
-1. below ``MIN_STEPS`` at the base size (the quick profile's, 76x64 for the phantom): a coarser
-   image size with ``MIN_STEPS`` steps (or fewer, at the coarsest size, when even that does not
-   fit; the plan then says it does not fit);
-2. at the base size: from ``MIN_STEPS`` up to ``TARGET_STEPS`` steps;
-3. finer sizes with ``TARGET_STEPS`` steps, up to the data set's full size;
+1. below ``MIN_STEPS`` at the base size (the quick profile's, 76x64 for the phantom): the finest
+   coarser image size that gets ``MIN_STEPS`` steps (or, at the coarsest size, fewer, when even
+   that does not fit; the plan then says it does not fit);
+2. at the base size: from ``MIN_STEPS`` steps on, until a finer size gets ``TARGET_STEPS``;
+3. the finest size that gets ``TARGET_STEPS`` steps, up to the data set's full size;
 4. at full size: more steps, up to the paper's 200 epochs.
 
 **Native resolution on crops** (the study's mode for data imported from volumes): images stay
@@ -99,7 +100,6 @@ def choose(
     max_steps: int,
     min_steps: int = MIN_STEPS,
     target_steps: int | Callable[[float], int] = TARGET_STEPS,
-    fill: bool = False,
 ) -> tuple[float, int, bool]:
     """The (down-sampling factor, steps, fits) of the ladder's largest rung within ``seconds``.
 
@@ -111,30 +111,22 @@ def choose(
         max_steps: the steps of the paper's schedule (the cap at full size).
         target_steps: the steps a rung above the base needs before the plan takes it (and
             the base's before finer rungs are considered); a function of the rung when rungs
-            differ (native mode: larger crops need more).
-        fill: on the chosen rung above the base, train as many steps as fit (at least
-            ``target_steps``) instead of exactly ``target_steps`` (native mode: the budget is
-            used, not left between rungs).
+            differ (native mode: larger crops need more). The chosen rung trains as many
+            steps as fit (up to ``max_steps``), so the budget is used, not left between
+            rungs (a phantom study ended at 80% of its budget when a rung kept exactly
+            ``target_steps``: docs/experiments/2026-12-07-the-budget-kept-on-every-data-set.md).
     Returns:
         the factor, the steps per model (a multiple of 6) and whether it fits in ``seconds``.
     """
-    finest = factors[-1]
     target = target_steps if callable(target_steps) else lambda _: target_steps
     at = {f: cost(f).steps_within(seconds) for f in factors}
     if at[base] >= min_steps:
-        if at[base] < target(base):
-            return base, _round_steps(at[base]), True
         finer = [f for f in factors if f < base and at[f] >= target(f)]
-        if not finer:
-            steps = min(at[base], max_steps) if fill else target(base)
-            return base, _round_steps(steps), True
-        factor = min(finer)
-        if factor == finest or fill:
-            return factor, _round_steps(min(at[factor], max_steps)), True
-        return factor, _round_steps(target(factor)), True
+        factor = min(finer) if finer else base
+        return factor, _round_steps(min(at[factor], max_steps)), True
     coarser = [f for f in factors if f > base and at[f] >= min_steps]
     if coarser:
-        return min(coarser), _round_steps(min_steps), True
+        return min(coarser), _round_steps(min(at[min(coarser)], max_steps)), True
     coarsest = max(factors)
     steps = _round_steps(at[coarsest])
     return coarsest, steps, at[coarsest] >= FLOOR_STEPS
@@ -353,7 +345,6 @@ def build_plan(
         max_steps,
         min_steps=_equal_time_min_steps(cost, base) if native else MIN_STEPS,
         target_steps=target,
-        fill=native,
     )
     models = _model_plans(cost, factor, steps, max_steps, conv_algorithms)
     plan = StudyPlan(
