@@ -127,3 +127,18 @@ def test_flips_mirror_half_the_images_and_a_pair_together(tmp_path, model):
             assert len(patterns) > 4  # drawn anew at every step, not once
     assert mirrored["false"] == 0
     assert 0.35 < mirrored["true"] < 0.65
+
+
+def test_a_crop_that_covers_the_down_sampled_image_is_named_not_ignored():
+    """`train --set train.crop=96` on 240x240 volumes with the quick profile's 4x down-sampling
+    trains on whole 60x60 images: the run says so (a measured floor was once lost to it)."""
+    from mrtranslate.config import TrainConfig
+    from mrtranslate.training.run import ignored_crop
+
+    said = ignored_crop(TrainConfig(crop=96, downsample=4), (60, 60), (240, 240))
+    assert "covers the whole 60x60 image" in said and "train.downsample=1" in said
+    assert ignored_crop(TrainConfig(crop=96, downsample=1), (240, 240), (240, 240)) is None
+    assert ignored_crop(TrainConfig(crop=32, downsample=4), (60, 60), (240, 240)) is None
+    assert ignored_crop(TrainConfig(crop=0, downsample=4), (60, 60), (240, 240)) is None
+    # a crop larger than the data itself: whole images were asked for either way
+    assert ignored_crop(TrainConfig(crop=320, downsample=4), (60, 60), (240, 240)) is None

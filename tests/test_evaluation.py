@@ -11,7 +11,7 @@ import torch
 
 from helpers import trained_and_evaluated, usage_error
 from mrtranslate.cli import main
-from mrtranslate.methods import names
+from mrtranslate.methods import study_names
 from mrtranslate.training.run import train_run
 
 
@@ -133,7 +133,7 @@ def test_study_tiny_end_to_end_and_resume(small_phantom, tmp_path, capsys):
     first = capsys.readouterr().out
     report = out / "report" / "report.html"
     assert report.is_file() and str(report) in first
-    models = names()
+    models = study_names()
     for model in models:
         assert (out / "runs" / model / "eval" / "summary.json").is_file()
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/checkpoint.pt")}

@@ -203,6 +203,9 @@ def test_study_plans_itself_on_this_machine(small_phantom, tmp_path, capsys):
     record = json.loads((out / "runs" / "simple" / "run.json").read_text())
     assert record["plan"]["steps"] == plan["steps"]
     assert record["precision"] == plan["precision"]
+    # the study's choice reaches the run typed: what was asked (auto) and why, resolved once
+    assert record["precision_choice"] == plan["precision_choice"]
+    assert record["precision_choice"]["requested"] == "auto"
     assert record["model_image_shape"] == plan["image_shape"]
 
 

@@ -67,11 +67,21 @@ def _add_import(dsub: argparse._SubParsersAction) -> None:
         "Volumes are reoriented to RAS+, sliced axially, cropped/padded to --size and scaled per "
         "volume or per slice (--scale; negatives clipped, divided by the 99.5th percentile inside "
         "the brain mask, clipped to [0, 1]); nothing is quantised to 8 bits. The split is by "
-        "subject.",
+        "participant, stratified by site when several sources are imported.",
     )
     imp.add_argument("--format", required=True, choices=("hcp", "bids", "pairs", "folders"))
-    imp.add_argument("--root", help="source folder (hcp, bids, folders)")
-    imp.add_argument("--csv", help="CSV with columns subject,t1w,t2w[,mask] (--format pairs)")
+    imp.add_argument(
+        "--root",
+        action="append",
+        metavar="[SITE=]FOLDER",
+        help="source folder (hcp, bids, folders); hcp and bids take several, one per site "
+        "(named by the folder, or SITE=FOLDER): one data set, each subject's site recorded, "
+        "the split stratified by site",
+    )
+    imp.add_argument(
+        "--csv",
+        help="CSV with columns subject,t1w,t2w[,mask,participant,lesion,site] (--format pairs)",
+    )
     imp.add_argument("--out", required=True, help="output data-set folder")
     imp.add_argument(
         "--slices",
@@ -263,10 +273,12 @@ def _run_import(args: argparse.Namespace) -> int:
 
         if not args.root:
             raise UsageError("--format folders needs --root")
+        if len(args.root) > 1:
+            raise UsageError("--format folders takes one --root; import several with bids")
         if args.planes != 1:
             raise UsageError("--planes 3 cuts NIfTI volumes (hcp, bids or pairs), not images")
         out = import_folders(
-            args.root,
+            args.root[0],
             args.out,
             options,
             intensity=args.intensity,
@@ -276,9 +288,11 @@ def _run_import(args: argparse.Namespace) -> int:
     else:
         if args.format != "pairs" and not args.root:
             raise UsageError(f"--format {args.format} needs --root")
+        if args.format == "pairs" and args.root:
+            raise UsageError("--format pairs reads --csv (its site column names the sites)")
         out = import_volumes(
             args.format,
-            args.root or ".",
+            args.root or [],
             args.out,
             options,
             overwrite=args.overwrite,

@@ -6,7 +6,7 @@ import argparse
 
 from mrtranslate.cli.parser import add_device, add_overrides, add_precision
 from mrtranslate.config import PROFILES
-from mrtranslate.methods import names
+from mrtranslate.methods import names, study_names
 from mrtranslate.study.plan import DEFAULT_BUDGET_MINUTES
 
 
@@ -46,8 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--models",
         nargs="+",
         choices=names(),
-        default=names(),
-        help="models to train (default: all registered models)",
+        default=study_names(),
+        help="models to train (default: the paper's five, without pix2pix; name it to add it)",
     )
     _add_plan_options(st)
     add_overrides(

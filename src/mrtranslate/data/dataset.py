@@ -76,7 +76,8 @@ class VolumeSource:
     """The NIfTI files one imported subject (a T1w/T2w pair) came from.
 
     ``mask``: the brain mask file, if one was given; ``lesion``: a lesion or tumour mask (BIDS
-    derivatives ``*_label-lesion*`` / ``*_label-tumor*``, or the CSV's ``lesion`` column).
+    derivatives ``*_label-lesion*`` / ``*_label-tumor*``, or the CSV's ``lesion`` column);
+    ``site``: the source it was imported from (a BIDS root, or the CSV's ``site`` column).
     """
 
     subject: str
@@ -85,6 +86,7 @@ class VolumeSource:
     t2w: Path
     mask: Path | None = None
     lesion: Path | None = None
+    site: str = ""
 
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -94,7 +96,12 @@ class VolumeSource:
         paths = {
             k: Path(data[k]) if data.get(k) else None for k in ("t1w", "t2w", "mask", "lesion")
         }
-        return cls(subject=str(data["subject"]), participant=str(data["participant"]), **paths)
+        return cls(
+            subject=str(data["subject"]),
+            participant=str(data["participant"]),
+            site=str(data.get("site") or ""),
+            **paths,
+        )
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,31 @@ class Dataset:
         """How to cite the data (recorded at import), or None."""
         return self.meta.get("citation") or None
 
+    @property
+    def default_site(self) -> str:
+        """The site of subjects the import did not record one for: the source's name."""
+        source = self.meta.get("source_path")
+        return Path(source).stem if source else "all"
+
+    def site_of(self, subject: str) -> str:
+        """The site (source) subject ``subject`` was imported from (``data import`` records
+        it per subject; one site for data sets imported from one source)."""
+        return (self.meta.get("sites") or {}).get(str(subject)) or self.default_site
+
+    def sites(self) -> list[str]:
+        """Every site of the data set, in the order the import met them."""
+        recorded = list(dict.fromkeys((self.meta.get("sites") or {}).values()))
+        return recorded or [self.default_site]
+
+    def participants_per_site(self) -> dict[str, dict[str, int]]:
+        """Participants per site and split (``data info``)."""
+        per_site = self.meta.get("participants_per_site")
+        if per_site:
+            return per_site
+        splits = self.meta.get("splits") or {}
+        counts = {k: v.get("participants", v.get("subjects")) for k, v in splits.items()}
+        return {self.default_site: counts}
+
     def has_volumes(self) -> bool:
         """Whether the import recorded the NIfTI volumes of each subject."""
         return isinstance(self.meta.get("volumes"), dict)
@@ -186,6 +218,7 @@ class Dataset:
             "volumes": {k: len(v) for k, v in meta["volumes"].items()}
             if self.has_volumes()
             else None,
+            "sites": self.participants_per_site(),
             "citation": self.citation,
         }
 

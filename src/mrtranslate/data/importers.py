@@ -38,10 +38,10 @@ from mrtranslate.data.dataset import (
 from mrtranslate.data.volumes import (
     MAX_VOXEL_RATIO,
     SCALES,
-    axial_slice,
     canonical,
     check_same_grid,
     default_brain_mask,
+    display_slices,
     fit_to,
     load_volume,
     parse_slices,
@@ -109,6 +109,7 @@ class SubjectFiles:
     mask: Path | None = None
     participant: str = ""
     lesion: Path | None = None
+    site: str = ""
 
     def __post_init__(self) -> None:
         self.participant = self.participant or self.subject
@@ -120,7 +121,7 @@ class SubjectFiles:
             for k, p in (("t1w", self.t1w), ("t2w", self.t2w))
             + (("mask", self.mask), ("lesion", self.lesion))
         }
-        return VolumeSource(self.subject, self.participant, **paths)
+        return VolumeSource(self.subject, self.participant, **paths, site=self.site)
 
 
 def _strip_nifti(name: str) -> str:
@@ -216,7 +217,8 @@ def bids_citation(root: Path) -> str | None:
 
 
 def find_pairs(csv_path: Path) -> list[SubjectFiles]:
-    """The subjects listed in a CSV with columns subject,t1w,t2w[,mask] (paths relative to it).
+    """The subjects listed in a CSV with columns subject,t1w,t2w[,mask] (paths relative to it)
+    and optional participant, lesion and site columns.
 
     Every row is checked before anything is read: UTF-8 text, all columns present and filled,
     and every listed file found; errors name the row and the file.
@@ -255,6 +257,7 @@ def find_pairs(csv_path: Path) -> list[SubjectFiles]:
             resolve(row["mask"]) if row.get("mask") else None,
             row.get("participant", ""),
             resolve(row["lesion"]) if row.get("lesion") else None,
+            row.get("site", ""),
         )
         checked = (("T1w", files.t1w), ("T2w", files.t2w), ("mask", files.mask))
         for what, path in (*checked, ("lesion mask", files.lesion)):
@@ -293,11 +296,9 @@ def _volume_slices(
     out: dict = {"t1w": [], "t2w": [], "mask": [], "planes": []}
     for axis in axes:
         indices = parse_slices(options.slices, t1.shape[axis], default_slice, mask=mask, axis=axis)
-        for k in indices:
-            out["t1w"].append(axial_slice(t1, k, axis))
-            out["t2w"].append(axial_slice(t2, k, axis))
-            out["mask"].append(axial_slice(mask, k, axis))
-            out["planes"].append(axis)
+        for name, volume in (("t1w", t1), ("t2w", t2), ("mask", mask)):
+            out[name] += display_slices(volume, indices, axis)
+        out["planes"] += [axis] * len(indices)
     if resolve_scale(options.scale, len(out["t1w"])) == "volume":
         out["divisor"] = {"t1w": volume_divisor(t1, mask), "t2w": volume_divisor(t2, mask)}
     return out
@@ -346,7 +347,12 @@ def _check_size(size: tuple[int, int]) -> None:
         raise UsageError(f"--size must be at least 32 and divisible by 4, got {size[0]}x{size[1]}")
 
 
-def _split(subjects: list[str], options: ImportOptions) -> dict[str, list[str]]:
+def _split(
+    subjects: list[str], options: ImportOptions, sites: dict[str, str] | None = None
+) -> dict[str, list[str]]:
+    """The participants of each split: ``--test-subjects`` when given, else a seeded random
+    choice of ``--test-fraction`` of the participants of every site (``sites``: participant ->
+    site; a site's share is rounded, at least one where a site has two or more)."""
     if len(set(subjects)) != len(subjects):
         dup = next(s for s in subjects if subjects.count(s) > 1)
         raise UsageError(f"subject {dup} appears more than once")
@@ -368,8 +374,7 @@ def _split(subjects: list[str], options: ImportOptions) -> dict[str, list[str]]:
             raise UsageError(
                 f"--test-fraction must be between 0 and 1, got {options.test_fraction}"
             )
-        count = max(1, round(options.test_fraction * len(subjects)))
-        splits = split_subjects(subjects, count, options.seed)
+        splits = _stratified(subjects, sites or {}, options)
     if not splits["train"] or not splits["test"]:
         raise UsageError(
             f"the split leaves an empty split ({len(splits['train'])} train, "
@@ -379,6 +384,74 @@ def _split(subjects: list[str], options: ImportOptions) -> dict[str, list[str]]:
     if overlap:
         raise UsageError(f"subject {sorted(overlap)[0]} is in both splits")
     return splits
+
+
+def _stratified(
+    subjects: list[str], sites: dict[str, str], options: ImportOptions
+) -> dict[str, list[str]]:
+    """A seeded random split with ``--test-fraction`` of every site's participants in test."""
+    by_site: dict[str, list[str]] = {}
+    for subject in subjects:
+        by_site.setdefault(sites.get(subject, ""), []).append(subject)
+    if len(by_site) == 1:
+        count = max(1, round(options.test_fraction * len(subjects)))
+        return split_subjects(subjects, count, options.seed)
+    test: set[str] = set()
+    for members in by_site.values():
+        count = round(options.test_fraction * len(members))
+        count = min(max(1, count), len(members) - 1) if len(members) > 1 else 0
+        test |= set(split_subjects(members, count, options.seed)["test"])
+    return {
+        "train": [s for s in subjects if s not in test],
+        "test": sorted(s for s in subjects if s in test),
+    }
+
+
+def site_roots(roots: list[str | Path]) -> list[tuple[str, Path]]:
+    """``--root`` values as (site, folder): ``NAME=FOLDER`` names the site, a plain folder is
+    named by its last component; two sources with one name are a usage error."""
+    out = []
+    for value in roots:
+        text = str(value)
+        name, _, folder = text.partition("=")
+        if not folder or "/" in name or not name:
+            name, folder = "", text
+        path = Path(folder)
+        out.append((name or path.resolve().name, path))
+    names = [name for name, _ in out]
+    for name in names:
+        if names.count(name) > 1:
+            raise UsageError(
+                f"two --root sources are both called {name!r}: name them, e.g. "
+                f"--root site-a=FOLDER --root site-b=FOLDER"
+            )
+    return out
+
+
+def _find_all(fmt: str, roots: list[str | Path], options: ImportOptions) -> tuple[dict, list]:
+    """The sources (site -> root folder or CSV file) and the subjects of all of them, each with
+    its site; participants that two sites share an id with get the site's name in front
+    (``brats-sub-01``), so that no two people are merged into one."""
+    if fmt == "pairs":
+        source, subjects = _find_subjects(fmt, Path("."), options)
+        for files in subjects:
+            files.site = files.site or source.stem
+        sources = {site: source for site in dict.fromkeys(f.site for f in subjects)}
+    else:
+        sources, subjects = {}, []
+        for site, root in site_roots(roots):
+            sources[site], found = _find_subjects(fmt, root, options)
+            for files in found:
+                files.site = site
+            subjects += found
+    owners: dict[str, set[str]] = {}
+    for files in subjects:
+        owners.setdefault(files.participant, set()).add(files.site)
+    for files in subjects:
+        if len(owners[files.participant]) > 1:
+            files.participant = f"{files.site}-{files.participant}"
+            files.subject = f"{files.site}-{files.subject}"
+    return sources, subjects
 
 
 def _find_subjects(fmt: str, root: Path, options: ImportOptions) -> tuple[Path, list]:
@@ -395,38 +468,41 @@ def _find_subjects(fmt: str, root: Path, options: ImportOptions) -> tuple[Path, 
         subjects = find_hcp(root) if fmt == "hcp" else find_bids(root)
     if not subjects:
         raise UsageError(f"no {fmt} subjects found under {root}")
-    ids = [s.subject for s in subjects]
+    ids = [(s.site, s.subject) for s in subjects]  # a CSV's sites may share ids
     if len(set(ids)) != len(ids):
-        raise UsageError(
-            f"subject {next(s for s in ids if ids.count(s) > 1)} appears more than once"
-        )
+        site, subject = next(s for s in ids if ids.count(s) > 1)
+        where = f" of site {site}" if site else ""
+        raise UsageError(f"subject {subject}{where} appears more than once")
     return source, subjects
 
 
 def import_volumes(
     fmt: str,
-    root: str | Path,
+    roots: str | Path | list[str | Path],
     out: str | Path,
     options: ImportOptions,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Import NIfTI subjects (hcp, bids or pairs) into a data set at ``out``."""
-    root, out = Path(root), Path(out)
-    source, subjects = _find_subjects(fmt, root, options)
+    """Import NIfTI subjects (hcp, bids or pairs) into a data set at ``out``: from one source
+    or several (``roots``: each a site, see :func:`site_roots`; a CSV's ``site`` column), with
+    each subject's site recorded and the split stratified by site."""
+    roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
+    out = Path(out)
+    sources, subjects = _find_all(fmt, roots, options)
     check_output_folder(out, overwrite)
     resolve_scale(options.scale, 1)  # a bad --scale fails before any volume is read
     _check_planes(options)
     default_slice = 120 if fmt == "hcp" else None
     size = options.size or ((304, 256) if fmt == "hcp" else None)
+    site_of = {s.participant: s.site for s in subjects}
     participants = list(dict.fromkeys(s.participant for s in subjects))
-    by_participant = _split(participants, options)
+    by_participant = _split(participants, options, site_of)
     side = {p: split for split, members in by_participant.items() for p in members}
     splits = {
         name: [s.subject for s in subjects if side[s.participant] == name] for name in side.values()
     }
     splits = {name: splits.get(name, []) for name in ("train", "test")}
-    by_id = {s.subject: s for s in subjects}
     # Load everything first (one subject at a time is checked before anything is written).
     loaded = _load_subjects(subjects, side, options, default_slice, progress)
     images = [image for slices in loaded.values() for image in slices["t1w"]]
@@ -434,33 +510,58 @@ def import_volumes(
     _check_size(size)
     with atomic_directory(out, overwrite) as tmp:
         for split, members in splits.items():
-            count = sum(len(loaded[s]["t1w"]) for s in members)
-            writer = SplitWriter(tmp / split, count, size)
+            writer = SplitWriter(tmp / split, sum(len(loaded[s]["t1w"]) for s in members), size)
             for sid in members:
-                arrays = _scaled_arrays(loaded[sid], size)
-                writer.add(sid, arrays)
+                writer.add(sid, _scaled_arrays(loaded[sid], size))
             writer.close()
         _write_meta(
             tmp,
             fmt,
-            source,
+            next(iter(sources.values())),
             size,
-            _spacing(by_id[subjects[0].subject], options.axis),
+            _spacing(subjects[0], options.axis),
             splits,
             {s: len(loaded[s]["t1w"]) for s in loaded},
             options,
             paired=True,
             participants=by_participant,
-            extra={
-                "volumes": {
-                    name: [by_id[sid].source().to_dict() for sid in members]
-                    for name, members in splits.items()
-                },
-                "citation": options.citation or (bids_citation(root) if fmt == "bids" else None),
-                **_scale_meta(options, loaded[subjects[0].subject]),
-            },
+            extra=_volume_meta(fmt, sources, subjects, splits, by_participant, options)
+            | _scale_meta(options, loaded[subjects[0].subject]),
         )
     return out
+
+
+def _volume_meta(fmt, sources: dict, subjects: list, splits, by_participant, options) -> dict:
+    """What ``dataset.json`` records of volume imports: the source files of every subject,
+    the sites (subject -> site, participants per site and split), the sources and the
+    citation (each BIDS source's, by site, unless --citation)."""
+    by_id = {s.subject: s for s in subjects}
+    site_of = {s.participant: s.site for s in subjects}
+    per_site = {
+        site: {
+            name: sum(site_of[p] == site for p in members)
+            for name, members in by_participant.items()
+        }
+        for site in dict.fromkeys(site_of.values())
+    }
+    citation = options.citation
+    if not citation and fmt == "bids":
+        cited = {site: bids_citation(root) for site, root in sources.items()}
+        cited = {site: text for site, text in cited.items() if text}
+        one = len(cited) == 1 and len(sources) == 1
+        citation = (
+            " ".join(text if one else f"{site}: {text}" for site, text in cited.items()) or None
+        )
+    return {
+        "volumes": {
+            name: [by_id[sid].source().to_dict() for sid in members]
+            for name, members in splits.items()
+        },
+        "sites": {s.subject: s.site for s in subjects},
+        "participants_per_site": per_site,
+        "sources": {site: str(Path(root).resolve()) for site, root in sources.items()},
+        "citation": citation,
+    }
 
 
 def _load_subjects(subjects, side: dict, options: ImportOptions, default_slice, progress) -> dict:

@@ -81,6 +81,22 @@ def summarise(rows_by_direction: dict[str, list[dict]]) -> dict:
     }
 
 
+def summarise_by_site(rows_by_direction: dict[str, list[dict]], sites: list[str]) -> dict:
+    """:func:`summarise` of each site's images alone (``sites``: the site of each image, in
+    row order); empty when every image comes from one site (the pooled table says it all)."""
+    if len(set(sites)) < 2:
+        return {}
+    return {
+        site: summarise(
+            {
+                d: [r for r, s in zip(rows, sites) if s == site]
+                for d, rows in rows_by_direction.items()
+            }
+        )
+        for site in dict.fromkeys(sites)
+    }
+
+
 def _csv_text(rows: list[dict], fields: list[str]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
@@ -100,6 +116,7 @@ def test_tensors(dataset: Dataset, shape: tuple[int, int]) -> dict:
         "t2w": load_images(split, "t2w", shape),
         "mask": load_masks(split, shape)[:, 0].numpy(),
         "subjects": split.subjects.tolist(),
+        "sites": [dataset.site_of(s) for s in split.subjects.tolist()],
     }
 
 
@@ -244,13 +261,14 @@ def evaluate_run(
         rows = measure_stack(real01, fake01, tensors["mask"], f"measures {direction}", progress)
         rows_by_direction[direction] = rows
         csv_rows += [
-            {"direction": direction, "index": i, "subject": s, **r}
-            for i, (s, r) in enumerate(zip(tensors["subjects"], rows))
+            {"direction": direction, "index": i, "subject": s, "site": site, **r}
+            for i, (s, site, r) in enumerate(zip(tensors["subjects"], tensors["sites"], rows))
         ]
         timing[direction] = _synthesis_timing(run, inputs[src], direction, batch_size)
     references, ref_rows = evaluate_references(dataset, shape, tensors, progress)
     summary = _summary(run, data_dir, tensors, rows_by_direction, timing, references)
     summary.checkpoint = checkpoint
+    summary.measures_by_site = summarise_by_site(rows_by_direction, tensors["sites"])
     _write_evaluation(run_dir, summary, csv_rows, ref_rows)
     return summary
 
@@ -285,7 +303,8 @@ def _summary(run: LoadedRun, data_dir: Path, tensors, rows_by_direction, timing,
 
 def _write_evaluation(run_dir, summary: EvalSummary, rows: list[dict], ref_rows: list[dict]):
     write_text_atomic(
-        layout.metrics_path(run_dir), _csv_text(rows, ["direction", "index", "subject", *columns()])
+        layout.metrics_path(run_dir),
+        _csv_text(rows, ["direction", "index", "subject", "site", *columns()]),
     )
     write_text_atomic(
         layout.references_path(run_dir),

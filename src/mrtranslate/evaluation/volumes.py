@@ -171,8 +171,15 @@ def evaluate_volumes(
     for source in progress_bar(test, desc="test volumes", unit="vol", disable=not progress):
         person = load_participant(source)
         rows += _judge(person, loaded, lookups, out, batch_size, save_volumes, seconds, progress)
+    for row in rows:
+        row["site"] = dataset.site_of(row["subject"])
     names = {run.config.model: run.display_name for run in loaded}
     summary = summarise_volumes(rows, names)
+    sites = list(dict.fromkeys(row["site"] for row in rows))
+    if len(sites) > 1:  # each site's participants alone, beside the pooled table
+        summary["sites"] = {
+            site: summarise_volumes([r for r in rows if r["site"] == site], names) for site in sites
+        }
     summary |= {
         "data": str(Path(data_dir).resolve()),
         "citation": dataset.citation,
@@ -369,7 +376,7 @@ def _versus(mine: dict, lookup: dict, measure: str) -> dict:
     return result
 
 
-CSV_FIELDS = ["participant", "subject", "direction", "candidate", "kind"]
+CSV_FIELDS = ["participant", "subject", "site", "direction", "candidate", "kind"]
 
 
 def _write(out: Path, rows: list[dict], summary: dict) -> None:
@@ -418,4 +425,7 @@ def volume_markdown(summary: dict) -> str:
             )
     lines.append("")
     lines.append("† does not beat the intensity lookup on this measure (mean over participants).")
+    for site, alone in summary.get("sites", {}).items():
+        table = volume_markdown(dict(alone, display_names=summary.get("display_names", {})))
+        lines += ["", f"### Site {site}", "", table]
     return "\n".join(lines)

@@ -1,20 +1,30 @@
 """Translation methods: each owns its networks and loss weights and exposes its steps.
 
 Models are listed once, in :mod:`mrtranslate.methods.registry`: each method module defines the
-``SPEC`` of its model(s) and the lines below register them, in the paper's order.
+``SPEC`` of its model(s) and the lines below register them, in the paper's order (pix2pix,
+Isola et al. 2017, the field's paired baseline, after the paper's five).
 """
 
 from __future__ import annotations
 
-from mrtranslate.methods import cyclegan, supervised, unit
+from mrtranslate.methods import cyclegan, pix2pix, supervised, unit
 from mrtranslate.methods.base import Method
-from mrtranslate.methods.registry import ModelSpec, get, make_config, names, register, specs
+from mrtranslate.methods.registry import (
+    ModelSpec,
+    get,
+    make_config,
+    names,
+    register,
+    specs,
+    study_names,
+)
 
 register(cyclegan.SPEC)
 register(cyclegan.SPEC_S)
 register(unit.SPEC)
 register(supervised.SPEC_GENERATORS_S)
 register(supervised.SPEC_SIMPLE)
+register(pix2pix.SPEC)
 
 __all__ = [
     "Method",
@@ -25,6 +35,7 @@ __all__ = [
     "make_config",
     "names",
     "specs",
+    "study_names",
 ]
 
 

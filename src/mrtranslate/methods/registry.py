@@ -60,6 +60,8 @@ class ModelSpec:
         quick: config values of the quick profile only (on top of :data:`QUICK_COMMON`).
         tiny: config values of the tiny profile only (on top of :data:`TINY_COMMON`): small
             networks for the tests.
+        in_study: trained by ``mrtranslate study`` when ``--models`` is not given (the
+            paper's five; a model joins once measurements say it earns its share of a budget).
     """
 
     name: str
@@ -73,6 +75,7 @@ class ModelSpec:
     paper: dict[str, Any] = field(default_factory=dict)
     quick: dict[str, Any] = field(default_factory=dict)
     tiny: dict[str, Any] = field(default_factory=dict)
+    in_study: bool = True
 
     def overrides(self, profile: str) -> dict[str, Any]:
         """The ``section.key`` values of ``profile`` for this model, in the order applied."""
@@ -109,6 +112,11 @@ def specs() -> list[ModelSpec]:
 def names() -> list[str]:
     """The CLI names of all registered models."""
     return list(_REGISTRY)
+
+
+def study_names() -> list[str]:
+    """The models ``mrtranslate study`` trains when ``--models`` is not given."""
+    return [name for name, spec in _REGISTRY.items() if spec.in_study]
 
 
 def get(name: str) -> ModelSpec:

@@ -252,6 +252,26 @@ def _citation_sentence(citation: str) -> str:
     return f"please cite {text}"
 
 
+def _site_section(tables: dict[str, list[dict]]) -> str:
+    """Per site (data from several sites): each site's summary inside the brain and its
+    pairwise tests, beside the pooled tables; empty for one site."""
+    rows, stats = tables.get("summary_by_site") or [], tables.get("statistics_by_site") or []
+    sites = list(dict.fromkeys(r["site"] for r in rows))
+    if not sites:
+        return ""
+    parts = [
+        "<h2>Per site</h2><p>The test images of each site alone (inside the brain mask): a "
+        "change that helps one site and hurts another shows here, not in the pooled tables.</p>"
+    ]
+    for site in sites:
+        parts += [
+            f"<h3>Site {escape(site)}</h3>",
+            _summary_table([r for r in rows if r["site"] == site]),
+            _stats_table([t for t in stats if t["site"] == site], "_mask"),
+        ]
+    return "".join(parts)
+
+
 def render_page(
     summaries: list[EvalSummary],
     runs: list[Path],
@@ -287,6 +307,7 @@ def render_page(
         _summary_table(tables["summary_mask"]),
         "<p class=small>'copy input' and 'histogram matching' are reference points that need no "
         "training.</p>",
+        _site_section(tables),
         "<h2>Timing</h2>",
         _timing_table(summaries),
         "<h2>Statistical comparisons</h2><p>Two-sided Wilcoxon signed-rank tests on the per-image "

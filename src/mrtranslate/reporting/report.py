@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -51,6 +52,21 @@ def _statistics(summaries: list[EvalSummary], rows: list[list[dict]]) -> list[di
                 for test in pairwise_tests(values):
                     out.append({"direction": direction, "measure": key, **test})
     return out
+
+
+def site_tables(summaries: list[EvalSummary], rows: list[list[dict]]) -> dict[str, list[dict]]:
+    """Per site, for data from several sites: the summary rows (inside the brain) and the
+    pairwise tests of each site's test images alone, each row naming its site; empty lists
+    for data from one site. A change that helps one site and hurts another shows here."""
+    sites = [s for s in (summaries[0].measures_by_site if summaries else {})]
+    sites = [s for s in sites if all(s in summary.measures_by_site for summary in summaries)]
+    summary, statistics = [], []
+    for site in sites:
+        alone = [dataclasses.replace(s, measures=s.measures_by_site[site]) for s in summaries]
+        summary += [{"site": site, **r} for r in summary_rows(alone, False, variant="_mask")]
+        mine = [[r for r in run_rows if r.get("site") == site] for run_rows in rows]
+        statistics += [{"site": site, **t} for t in _statistics(summaries, mine)]
+    return {"summary_by_site": summary, "statistics_by_site": statistics}
 
 
 def _save_figure(fig, out: Path, stem: str) -> str:
@@ -151,9 +167,14 @@ def _volume_section(folder: str | Path | None, out: Path) -> dict:
 def _write_tables(out: Path, summaries: list, tables: dict[str, list]) -> None:
     """Each table as CSV, and the summary tables as Markdown (``summary.md``)."""
     for name, rows in tables.items():
-        write_text_atomic(out / f"{name}.csv", _csv(rows))
+        if rows or not name.endswith("_by_site"):  # one site: no per-site files
+            write_text_atomic(out / f"{name}.csv", _csv(rows))
     whole, mask = summary_markdown(summaries), summary_markdown(summaries, "_mask")
     text = f"## Whole image\n\n{whole}\n\n## Inside the brain mask\n\n{mask}\n"
+    for site in dict.fromkeys(r["site"] for r in tables.get("summary_by_site", [])):
+        alone = [dataclasses.replace(s, measures=s.measures_by_site[site]) for s in summaries]
+        table = summary_markdown(alone, "_mask")
+        text += f"\n## Site {site}, inside the brain mask\n\n{table}\n"
     write_text_atomic(out / "summary.md", text)
 
 
@@ -196,6 +217,7 @@ def build_report(
         "summary": summary_rows(summaries),
         "summary_mask": summary_rows(summaries, variant="_mask"),
         "statistics": _statistics(summaries, metric_rows),
+        **site_tables(summaries, metric_rows),
     }
     _write_tables(out, summaries, tables)
     write_json_atomic(
@@ -204,6 +226,7 @@ def build_report(
             "runs": [str(r) for r in runs],
             "summaries": [s.to_dict() for s in summaries],
             "statistics": tables["statistics"],
+            "statistics_by_site": tables["statistics_by_site"],
             "figure2_subject": subject,
             "citation": citation,
             "under_trained": under_trained or {},

@@ -69,9 +69,8 @@ def _cell(entry: dict, measure: str) -> str:
     return f'<span class=worse title="{escape(detail)}">{escape(text)} &dagger;</span>'
 
 
-def volume_html(summary: dict, figures_b64: list[tuple[str, str]]) -> str:
-    """The section: verdict, table (baselines first, models marked where they do not beat the
-    lookup), Figure 3 and the normalisation."""
+def _volume_table(summary: dict) -> tuple[str, list[str]]:
+    """The table of one summary (pooled, or one site's) and its verdict items."""
     measures = summary["measures"]
     head = "".join(f"<th>{escape(LABELS.get(m, m))}</th>" for m in measures)
     rows, verdict = [], []
@@ -96,6 +95,31 @@ def volume_html(summary: dict, figures_b64: list[tuple[str, str]]) -> str:
             )
             + "</li>"
         )
+    html = (
+        f"<table><tr><th>direction</th><th>candidate</th>{head}<th>n</th></tr>"
+        f"{''.join(rows)}</table>"
+    )
+    return html, verdict
+
+
+def _site_tables(summary: dict) -> str:
+    """Each site's participants alone (data from several sites), with its own verdict."""
+    parts = []
+    for site, alone in summary.get("sites", {}).items():
+        table, verdict = _volume_table(alone)
+        parts.append(f"<h3>Site {escape(site)}</h3><ul>{''.join(verdict)}</ul>{table}")
+    if not parts:
+        return ""
+    return (
+        "<p>Per site: each site's held-out participants alone (a model that helps one site "
+        f"and hurts another shows here).</p>{''.join(parts)}"
+    )
+
+
+def volume_html(summary: dict, figures_b64: list[tuple[str, str]]) -> str:
+    """The section: verdict, table (baselines first, models marked where they do not beat the
+    lookup), per-site tables, Figure 3 and the normalisation."""
+    table, verdict = _volume_table(summary)
     participants = summary.get("test_subjects", [])
     fitted = next(iter(summary.get("lookup", {}).values()), {}).get("fitted_on", [])
     figs = "".join(
@@ -109,14 +133,12 @@ def volume_html(summary: dict, figures_b64: list[tuple[str, str]]) -> str:
         "directions). Baselines computed the same way: <i>copy input</i> (the source volume "
         "itself) and an <i>intensity lookup</i> (median target intensity per source-intensity "
         f"bin) fitted on the training participants only ({escape(', '.join(fitted))}).</p>"
-        f"<ul>{''.join(verdict)}</ul>"
-        f"<table><tr><th>direction</th><th>candidate</th>{head}<th>n</th></tr>"
-        f"{''.join(rows)}</table>"
+        f"<ul>{''.join(verdict)}</ul>{table}"
         "<p class=small>Means over held-out participants. &dagger; (red): this model does not "
         "beat the intensity lookup on this measure; hover a cell for the per-participant count "
         "and the paired test. Detail ratio: in-plane high-frequency energy relative to the real "
         "volume (1 = as detailed). Slice consistency error and median slice jump: change "
         f"between neighbouring axial slices that the real volume does not have. "
         f"Normalisation: {escape(summary.get('normalisation', NORMALISATION))}.</p>"
-        f"{figs}"
+        f"{_site_tables(summary)}{figs}"
     )

@@ -90,7 +90,9 @@ class EvalSummary:
     ``measures[direction][column]`` and ``references[name][direction][column]`` hold
     ``{mean, std, median, ci95_low, ci95_high, n}``; ``evaluation_shape`` is the (height, width)
     the images were compared at; ``training`` and ``synthesis`` hold timings, precision and device;
-    ``checkpoint`` is the SHA-256 of the checkpoint that was evaluated (empty in older summaries).
+    ``checkpoint`` is the SHA-256 of the checkpoint that was evaluated (empty in older summaries);
+    ``measures_by_site[site]`` holds ``measures`` of each site's test images alone, for data
+    imported from several sites (empty otherwise).
     """
 
     model: str
@@ -104,6 +106,7 @@ class EvalSummary:
     synthesis: dict[str, Any] = field(default_factory=dict)
     references: dict[str, Any] = field(default_factory=dict)
     checkpoint: str = ""
+    measures_by_site: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass, field
 
 from mrtranslate.config import RunConfig
 from mrtranslate.data.tensors import auto_downsample, crop_shape, working_shape
+from mrtranslate.hardware import PrecisionChoice
 from mrtranslate.study.cost import (
     REPORT_SECONDS,
     VOLUMES_STAGE,
@@ -228,6 +229,10 @@ class StudyPlan:
     # models this plan trains below the floor (MIN_STEPS steps, crops of FLOOR_CROP): each
     # with what it gets; empty when every model is worth judging
     under_trained: dict[str, str] = field(default_factory=dict)
+    # how the study resolved its precision (mrtranslate.hardware.PrecisionChoice as a dict):
+    # resolved once from the command line, handed to every run so that each records what was
+    # asked (auto) and why it became ``precision``; empty in plans recorded before
+    precision_choice: dict = field(default_factory=dict)
 
     @property
     def estimated_seconds(self) -> float:
@@ -253,6 +258,18 @@ class StudyPlan:
         cfg.net.planes = self.planes
         cfg.validate()
         return cfg
+
+    def precision_choice_on(self, device: str) -> PrecisionChoice | None:
+        """The study's precision choice when the run trains on the ``device`` it was made for
+        (else None: a run on another device resolves its own)."""
+        choice = self.precision_choice
+        if (
+            not choice
+            or choice.get("device") != device
+            or choice.get("precision") != self.precision
+        ):
+            return None
+        return PrecisionChoice(**choice)
 
     def conv_algorithms_of(self, model: str) -> dict[str, str]:
         """The convolution algorithms this plan measured for ``model`` (layers not named:

@@ -23,7 +23,7 @@ from mrtranslate.config import apply_overrides, check_profile, has_key
 from mrtranslate.data.dataset import meta_path, open_dataset
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import write_json_atomic
-from mrtranslate.methods import display_name, make_config, names
+from mrtranslate.methods import display_name, make_config, names, study_names
 from mrtranslate.runs import is_evaluated, layout, load_latest_checkpoint, load_record
 from mrtranslate.runs.checkpoint import previous_path
 from mrtranslate.study.pacing import Pace, format_stage_table, stage_table
@@ -143,6 +143,7 @@ def _plan_study(
     if shape.native:
         _say("volume data: training at the data's resolution on random crops around the brain")
     plan = calibrate_and_plan(shape, budget, spent, torch_device, choice.precision, say=_say)
+    plan.precision_choice = choice.to_dict()  # the runs record this choice, not "bf16 asked"
     if shape.planes == 3:
         _say(
             "training slices along three planes; the test volumes translated along each"
@@ -174,7 +175,7 @@ class StudyOptions:
     def checked_models(self) -> list[str]:
         """The models in registry order, without duplicates; usage errors for bad options."""
         known = names()
-        wanted = known if self.models is None else list(self.models)
+        wanted = study_names() if self.models is None else list(self.models)
         unknown = [m for m in wanted if m not in known]
         if unknown:
             raise UsageError(

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from mrtranslate.config import RunConfig, apply_overrides
+from mrtranslate.config import RunConfig, TrainConfig, apply_overrides
 from mrtranslate.data.dataset import Dataset, open_dataset
 from mrtranslate.data.tensors import (
     crop_shape,
@@ -27,7 +27,12 @@ from mrtranslate.data.tensors import (
 )
 from mrtranslate.errors import UsageError
 from mrtranslate.fileio import check_writable_parent, write_json_atomic
-from mrtranslate.hardware import configure_cuda_math, resolve_device, resolve_precision
+from mrtranslate.hardware import (
+    PrecisionChoice,
+    configure_cuda_math,
+    resolve_device,
+    resolve_precision,
+)
 from mrtranslate.methods import Method, build_method, display_name, make_config, specs
 from mrtranslate.methods import get as get_spec
 from mrtranslate.methods.registry import config_from_dict
@@ -59,6 +64,8 @@ class Plan(Protocol):
     def apply(self, cfg: RunConfig) -> RunConfig: ...
 
     def conv_algorithms_of(self, model: str) -> dict[str, str]: ...
+
+    def precision_choice_on(self, device: str) -> PrecisionChoice | None: ...
 
     def to_dict(self) -> dict: ...
 
@@ -197,8 +204,11 @@ def _decide(cfg: RunConfig, state: dict | None, plan: Plan | None) -> tuple[RunD
     if device.type == "cuda":
         torch.cuda.set_device(device)
     configure_cuda_math(device)
-    # Each rank's probe could measure differently: all follow rank 0.
-    choice = broadcast_object(resolve_precision(cfg.train.precision, device), dist_info)
+    # A plan's choice was resolved once, by the study; each rank's probe could measure
+    # differently: all follow rank 0.
+    planned = plan.precision_choice_on(str(device)) if plan is not None else None
+    choice = planned or resolve_precision(cfg.train.precision, device)
+    choice = broadcast_object(choice, dist_info)
     algorithms = plan.conv_algorithms_of(cfg.model) if plan is not None else None
     decisions = decide(
         cfg.train, device, recorded=recorded, precision=choice, conv_algorithms=algorithms
@@ -219,6 +229,9 @@ def _announce(setup: _Setup, decisions: RunDecisions, progress: bool):
     choice, device = decisions.precision, decisions.device
     if choice.warning:
         print(f"mrtranslate: warning: {choice.warning}", file=sys.stderr, flush=True)
+    ignored = ignored_crop(setup.cfg.train, setup.shape, setup.dataset.shape)
+    if ignored:
+        print(f"mrtranslate: warning: {ignored}", file=sys.stderr, flush=True)
     if progress:
         (h, w), (dh, dw) = setup.shape, setup.dataset.shape
         ch, cw = crop_shape(setup.shape, setup.cfg.train.crop)
@@ -230,6 +243,25 @@ def _announce(setup: _Setup, decisions: RunDecisions, progress: bool):
             f"{choice.precision} on {device} ({choice.reason})",
             flush=True,
         )
+
+
+def ignored_crop(
+    train: TrainConfig, shape: tuple[int, int], data_shape: tuple[int, int]
+) -> str | None:
+    """Why ``train.crop`` has no effect, or None: a crop as large as the down-sampled image
+    trains on whole images, which a user asking for crops of the data rarely means (the quick
+    profile down-samples 240x240 volumes 4x, so any crop of 60 or more is the whole image)."""
+    shape, data_shape = tuple(shape), tuple(data_shape)
+    if not train.crop or shape == data_shape or crop_shape(shape, train.crop) != shape:
+        return None
+    if crop_shape(data_shape, train.crop) == data_shape:
+        return None  # the crop covers the data too: asked for whole images either way
+    (h, w), (dh, dw) = shape, data_shape
+    return (
+        f"train.crop={train.crop} covers the whole {h}x{w} image (data {dh}x{dw}, "
+        "down-sampled): training on whole images; add --set train.downsample=1 to train "
+        "on crops at the data's resolution"
+    )
 
 
 def _training_data(setup: _Setup) -> TrainingData:
