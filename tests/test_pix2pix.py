@@ -121,3 +121,16 @@ def test_translation_is_deterministic_though_training_uses_dropout():
 
 def test_pix2pix_is_not_in_the_studys_default_list_until_measured():
     assert "pix2pix" not in study_names() and "generators_s" in study_names()
+
+
+@pytest.mark.slow
+def test_a_study_named_with_pix2pix_trains_evaluates_and_reports_it(small_phantom, tmp_path):
+    from mrtranslate.cli import main
+
+    out = tmp_path / "study"
+    args = ["study", "--data", str(small_phantom), "--out", str(out), "--profile", "tiny"]
+    assert main([*args, "--models", "pix2pix", "simple", "--quiet"]) == 0
+    assert (out / "runs" / "pix2pix" / "eval" / "summary.json").is_file()
+    assert not (out / "runs" / "cyclegan").exists()  # only the models named
+    page = (out / "report" / "report.html").read_text()
+    assert "pix2pix" in page and "Simple" in page

@@ -26,8 +26,15 @@ import torch.nn.functional as F
 from mrtranslate.errors import UsageError
 
 DEVICES_HELP = "auto, cpu, cuda or cuda:N"
-# bf16 is chosen automatically only when it takes at most this fraction of the fp32 time.
+# bf16 is chosen automatically only when it takes at most this fraction of the fp32 time ...
 BF16_CLEARLY_FASTER = 0.9
+# ... or, on a CPU whose flags name bf16 instructions (AVX512_BF16, AMX_BF16), when it is not
+# slower: there the probe's small convolution understates bf16 (measured on an AMD EPYC with
+# avx512_bf16: probe ratios 0.72-0.95 in one session, two of six above 0.9 and those studies
+# trained in fp32, while a CycleGAN step took 0.154 s in bf16 and 0.320 s in fp32;
+# docs/experiments/2026-12-07-the-budget-kept-on-every-data-set.md)
+BF16_NOT_SLOWER = 1.0
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
@@ -149,6 +156,21 @@ def cpu_capability() -> str:
     return str(torch.backends.cpu.get_cpu_capability())
 
 
+@functools.cache
+def cpu_bf16_flags() -> tuple[str, ...]:
+    """The bf16 instruction flags this CPU lists (Linux ``/proc/cpuinfo``; none elsewhere or
+    when it cannot be read): hardware bf16 arithmetic, not emulation."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return tuple(f for f in BF16_CPU_FLAGS if f in flags)
+    except OSError:
+        pass
+    return ()
+
+
 def onednn_reports_bf16() -> bool:
     """Whether oneDNN reports bf16 support on this CPU (not under ONEDNN_MAX_CPU_ISA=AVX2)."""
     try:
@@ -202,11 +224,15 @@ def _cpu_choice(requested: str) -> PrecisionChoice:
     fp32_s, bf16_s = measure_cpu_bf16()
     fp32_ms, bf16_ms = 1000 * fp32_s, 1000 * bf16_s
     reported = onednn_reports_bf16()
+    flags = cpu_bf16_flags() if reported else ()
     # The one rule, for training and translation alike: bf16 where oneDNN reports it and the
-    # probe measures it at least 10% faster than fp32.
-    native = reported and bf16_s <= BF16_CLEARLY_FASTER * fp32_s
+    # probe measures it at least 10% faster than fp32, or not slower on a CPU with bf16
+    # instructions.
+    limit = BF16_NOT_SLOWER if flags else BF16_CLEARLY_FASTER
+    native = reported and bf16_s <= limit * fp32_s
     timing = f"a 3x3 conv step took {bf16_ms:.2f} ms in bf16 vs {fp32_ms:.2f} ms in fp32"
     capability = f"CPU capability {cpu_capability()}, oneDNN bf16 {'yes' if reported else 'no'}"
+    capability += f", {'/'.join(flags)}" if flags else ""
     if requested == "bf16":
         warning = None
         if not native:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mrtranslate.directions import DIRECTIONS
+from mrtranslate.directions import DIRECTIONS, Direction
 
 Batch = dict[str, torch.Tensor]
 Logs = dict[str, torch.Tensor]
@@ -63,6 +63,39 @@ class Method(nn.Module, ABC):
 
     def discriminators(self) -> dict[str, nn.Module]:
         return {}
+
+
+class TranslatorPair:
+    """For methods with one translator per direction, ``g_t1_to_t2`` and ``g_t2_to_t1``
+    (CycleGAN, pix2pix, the supervised models): the generator accessors of :class:`Method`."""
+
+    g_t1_to_t2: nn.Module
+    g_t2_to_t1: nn.Module
+
+    def generators(self) -> dict[str, nn.Module]:
+        return {"g_t1_to_t2": self.g_t1_to_t2, "g_t2_to_t1": self.g_t2_to_t1}
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        return [*self.g_t1_to_t2.parameters(), *self.g_t2_to_t1.parameters()]
+
+    def translator(self, direction: str) -> nn.Module:
+        """The network that translates along ``direction`` ('t1-to-t2' or 't2-to-t1')."""
+        check_direction(direction)
+        return self.g_t1_to_t2 if direction == Direction.T1_TO_T2 else self.g_t2_to_t1
+
+
+class DiscriminatorPair:
+    """For methods with one discriminator per contrast, ``d_t1`` and ``d_t2`` (CycleGAN,
+    pix2pix): the discriminator accessors of :class:`Method`."""
+
+    d_t1: nn.Module
+    d_t2: nn.Module
+
+    def discriminators(self) -> dict[str, nn.Module]:
+        return {"d_t1": self.d_t1, "d_t2": self.d_t2}
+
+    def discriminator_parameters(self) -> list[nn.Parameter]:
+        return [*self.d_t1.parameters(), *self.d_t2.parameters()]
 
 
 def score_real_and_fake(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor):

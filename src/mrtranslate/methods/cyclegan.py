@@ -21,14 +21,14 @@ from dataclasses import dataclass
 import torch
 
 from mrtranslate.config import LossSettings, NetSettings
-from mrtranslate.directions import Direction
 from mrtranslate.losses import l1, lsgan_loss
 from mrtranslate.methods.base import (
     Batch,
+    DiscriminatorPair,
     ImagePool,
     Logs,
     Method,
-    check_direction,
+    TranslatorPair,
     score_real_and_fake,
 )
 from mrtranslate.methods.registry import ModelSpec
@@ -71,7 +71,7 @@ class CycleGANLoss(LossSettings):
     pool_size: int = 50  # past fakes kept for the discriminators
 
 
-class CycleGAN(Method):
+class CycleGAN(TranslatorPair, DiscriminatorPair, Method):
     """CycleGAN; with ``supervised_weight > 0`` and paired batches it is CycleGAN_s.
 
     Args:
@@ -144,18 +144,6 @@ class CycleGAN(Method):
             brain_only=loss.brain_only,
         )
 
-    def generators(self):
-        return {"g_t1_to_t2": self.g_t1_to_t2, "g_t2_to_t1": self.g_t2_to_t1}
-
-    def discriminators(self):
-        return {"d_t1": self.d_t1, "d_t2": self.d_t2}
-
-    def generator_parameters(self):
-        return [*self.g_t1_to_t2.parameters(), *self.g_t2_to_t1.parameters()]
-
-    def discriminator_parameters(self):
-        return [*self.d_t1.parameters(), *self.d_t2.parameters()]
-
     def generator_step(self, batch: Batch) -> tuple[torch.Tensor, Logs, Batch]:
         real_t1, real_t2 = batch["t1w"], batch["t2w"]
         fake_t2 = self.g_t1_to_t2(real_t1)
@@ -193,9 +181,7 @@ class CycleGAN(Method):
         return loss, {"d/t1": loss_t1.detach(), "d/t2": loss_t2.detach()}
 
     def translate(self, images: torch.Tensor, direction: str) -> torch.Tensor:
-        check_direction(direction)
-        net = self.g_t1_to_t2 if direction == Direction.T1_TO_T2 else self.g_t2_to_t1
-        return net(images)
+        return self.translator(direction)(images)
 
 
 _QUICK = {

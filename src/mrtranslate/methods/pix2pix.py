@@ -25,9 +25,15 @@ from dataclasses import dataclass
 import torch
 
 from mrtranslate.config import LossSettings, NetSettings
-from mrtranslate.directions import Direction
 from mrtranslate.losses import bce_gan_loss, l1
-from mrtranslate.methods.base import Batch, Logs, Method, check_direction, score_real_and_fake
+from mrtranslate.methods.base import (
+    Batch,
+    DiscriminatorPair,
+    Logs,
+    Method,
+    TranslatorPair,
+    score_real_and_fake,
+)
 from mrtranslate.methods.registry import ModelSpec
 from mrtranslate.nets import PatchDiscriminator
 from mrtranslate.nets.unet import UNetGenerator
@@ -59,7 +65,7 @@ class Pix2PixLoss(LossSettings):
     l1: float = 100.0  # lambda_L1: L1 to the paired ground truth, each direction
 
 
-class Pix2Pix(Method):
+class Pix2Pix(TranslatorPair, DiscriminatorPair, Method):
     """Two conditional GANs, one per direction, each with an L1 term to the ground truth.
 
     Args:
@@ -116,18 +122,6 @@ class Pix2Pix(Method):
             brain_only=loss.brain_only,
         )
 
-    def generators(self):
-        return {"g_t1_to_t2": self.g_t1_to_t2, "g_t2_to_t1": self.g_t2_to_t1}
-
-    def discriminators(self):
-        return {"d_t1": self.d_t1, "d_t2": self.d_t2}
-
-    def generator_parameters(self):
-        return [*self.g_t1_to_t2.parameters(), *self.g_t2_to_t1.parameters()]
-
-    def discriminator_parameters(self):
-        return [*self.d_t1.parameters(), *self.d_t2.parameters()]
-
     def generator_step(self, batch: Batch) -> tuple[torch.Tensor, Logs, Batch]:
         real_t1, real_t2 = batch["t1w"], batch["t2w"]
         fake_t2 = self.g_t1_to_t2(real_t1)
@@ -159,9 +153,7 @@ class Pix2Pix(Method):
         return loss, {"d/t1": losses["t1w"].detach(), "d/t2": losses["t2w"].detach()}
 
     def translate(self, images: torch.Tensor, direction: str) -> torch.Tensor:
-        check_direction(direction)
-        net = self.g_t1_to_t2 if direction == Direction.T1_TO_T2 else self.g_t2_to_t1
-        return net(images)
+        return self.translator(direction)(images)
 
 
 def _pair(condition: torch.Tensor, output: torch.Tensor) -> torch.Tensor:

@@ -15,9 +15,8 @@ import torch
 from torch import nn
 
 from mrtranslate.config import NetSettings
-from mrtranslate.directions import Direction
 from mrtranslate.losses import l1
-from mrtranslate.methods.base import Batch, Logs, Method, check_direction
+from mrtranslate.methods.base import Batch, Logs, Method, TranslatorPair
 from mrtranslate.methods.cyclegan import ResnetGeneratorNet
 from mrtranslate.methods.registry import ModelSpec
 from mrtranslate.nets import ResnetGenerator, SimpleTranslator
@@ -33,7 +32,7 @@ class SimpleNet(NetSettings):
     renamed = {"simple_width": "width"}
 
 
-class SupervisedL1(Method):
+class SupervisedL1(TranslatorPair, Method):
     """Two independent translators trained with L1 to the paired ground truth.
 
     Args:
@@ -72,12 +71,6 @@ class SupervisedL1(Method):
             brain_only=loss.brain_only,
         )
 
-    def generators(self):
-        return {"g_t1_to_t2": self.g_t1_to_t2, "g_t2_to_t1": self.g_t2_to_t1}
-
-    def generator_parameters(self):
-        return [*self.g_t1_to_t2.parameters(), *self.g_t2_to_t1.parameters()]
-
     def generator_step(self, batch: Batch) -> tuple[torch.Tensor, Logs, Batch]:
         fake_t2 = self.g_t1_to_t2(batch["t1w"])
         fake_t1 = self.g_t2_to_t1(batch["t2w"])
@@ -92,9 +85,7 @@ class SupervisedL1(Method):
         raise RuntimeError(f"{self.name} has no discriminator")
 
     def translate(self, images: torch.Tensor, direction: str) -> torch.Tensor:
-        check_direction(direction)
-        net = self.g_t1_to_t2 if direction == Direction.T1_TO_T2 else self.g_t2_to_t1
-        return net(images).clamp(-1.0, 1.0)
+        return self.translator(direction)(images).clamp(-1.0, 1.0)
 
 
 class GeneratorsS(SupervisedL1):
