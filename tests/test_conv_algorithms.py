@@ -299,6 +299,9 @@ class _FixedPlan:
     def conv_algorithms_of(self, model: str) -> dict[str, str]:
         return self.chosen if model == "cyclegan" else {}
 
+    def precision_choice_on(self, device: str):
+        return None  # the run resolves its own precision
+
     def to_dict(self) -> dict:
         return {"chosen": self.chosen}
 
