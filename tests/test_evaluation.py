@@ -112,7 +112,7 @@ def test_evaluate_bad_input(tiny_runs, small_phantom, tmp_path, capsys):
 
 def test_study_unknown_model(capsys, tmp_path):
     assert "invalid choice" in usage_error(
-        capsys, ["study", "--out", str(tmp_path), "--models", "pix2pix"]
+        capsys, ["study", "--out", str(tmp_path), "--models", "nosuchmodel"]
     )
 
 
