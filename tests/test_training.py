@@ -53,7 +53,7 @@ def test_bad_set_keys_and_missing_data(small_phantom, tmp_path, capsys):
         ],
     )
     assert "not found" in err
-    assert "invalid choice" in usage_error(capsys, [*base[:2], "pix2pix", *base[3:]])
+    assert "invalid choice" in usage_error(capsys, [*base[:2], "nosuchmodel", *base[3:]])
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
 
 
