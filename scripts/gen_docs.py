@@ -1,6 +1,6 @@
 """Write the generated docs pages: the CLI reference (docs/reference/cli.md), the layer table
-of docs/architecture.md (between its markers) and docs/changelog.md (a copy of CHANGELOG.md). ``--check``: write nothing, exit 1 if a page is
-out of date (the test suite runs this)."""
+of docs/architecture.md (between its markers) and docs/changelog.md (a copy of CHANGELOG.md).
+``--check``: write nothing, exit 1 if a page is out of date (the test suite runs this)."""
 
 from __future__ import annotations
 
