@@ -54,15 +54,20 @@ def _statistics(summaries: list[EvalSummary], rows: list[list[dict]]) -> list[di
     return out
 
 
+def _site_summaries(summaries: list[EvalSummary], site: str) -> list[EvalSummary]:
+    """``summaries`` with each one's measures of ``site``'s test images alone."""
+    return [dataclasses.replace(s, measures=s.measures_by_site[site]) for s in summaries]
+
+
 def site_tables(summaries: list[EvalSummary], rows: list[list[dict]]) -> dict[str, list[dict]]:
     """Per site, for data from several sites: the summary rows (inside the brain) and the
     pairwise tests of each site's test images alone, each row naming its site; empty lists
     for data from one site. A change that helps one site and hurts another shows here."""
-    sites = [s for s in (summaries[0].measures_by_site if summaries else {})]
+    sites = list(summaries[0].measures_by_site) if summaries else []
     sites = [s for s in sites if all(s in summary.measures_by_site for summary in summaries)]
     summary, statistics = [], []
     for site in sites:
-        alone = [dataclasses.replace(s, measures=s.measures_by_site[site]) for s in summaries]
+        alone = _site_summaries(summaries, site)
         summary += [{"site": site, **r} for r in summary_rows(alone, False, variant="_mask")]
         mine = [[r for r in run_rows if r.get("site") == site] for run_rows in rows]
         statistics += [{"site": site, **t} for t in _statistics(summaries, mine)]
@@ -172,8 +177,7 @@ def _write_tables(out: Path, summaries: list, tables: dict[str, list]) -> None:
     whole, mask = summary_markdown(summaries), summary_markdown(summaries, "_mask")
     text = f"## Whole image\n\n{whole}\n\n## Inside the brain mask\n\n{mask}\n"
     for site in dict.fromkeys(r["site"] for r in tables.get("summary_by_site", [])):
-        alone = [dataclasses.replace(s, measures=s.measures_by_site[site]) for s in summaries]
-        table = summary_markdown(alone, "_mask")
+        table = summary_markdown(_site_summaries(summaries, site), "_mask")
         text += f"\n## Site {site}, inside the brain mask\n\n{table}\n"
     write_text_atomic(out / "summary.md", text)
 
