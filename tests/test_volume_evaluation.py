@@ -322,6 +322,14 @@ def test_study_on_volume_data_plans_native_resolution_and_judges_whole_volumes(
     assert "crop" in plan
     summary = json.loads((out / "volumes" / "summary.json").read_text())
     assert set(summary["directions"]["t1-to-t2"]) == {"copy", "lookup", "generators_s", "simple"}
+    # Every test image is an axial slice of the test volume: translated once, by evaluation,
+    # and taken from it by the volume stage, which the plan counted on.
+    test_images = len(open_dataset(volume_study["data"]).split("test"))
+    for model in ("generators_s", "simple"):
+        assert summary["reused_from_evaluation"][model]["slices"] == 2 * test_images
+    taken = plan["calibration"]["volume_megapixels_taken_from_evaluation"]
+    assert taken["64x64"] == pytest.approx(test_images * 64 * 64 / 1e6)  # whole slices
+    assert all(megapixels > 0 for megapixels in taken.values())  # tiles of every crop
     html = (out / "report" / "report.html").read_text()
     assert "Whole volumes: does any model beat the baselines?" in html
     # Run again: everything is done for these checkpoints, nothing is recomputed.

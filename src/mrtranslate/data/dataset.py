@@ -11,6 +11,9 @@
         scale_t1w.npy ...   (N,) float32: the divisor that mapped each image to [0, 1]
         planes.npy          optional (N,) int8: the RAS+ axis each slice was cut along (2
                             axial, 1 coronal, 0 sagittal); absent: every slice is axial
+        slice_index.npy     optional (N,) int16: the index of each slice along that axis in
+                            its subject's RAS+ volume (imported volumes; lets whole-volume
+                            work reuse what evaluation already translated)
 
 A folder is written with :func:`mrtranslate.fileio.atomic_directory`, so a folder that has a
 ``dataset.json`` is always complete.
@@ -40,6 +43,7 @@ def meta_path(root: str | Path) -> Path:
 
 CONTRASTS = ("t1w", "t2w")
 ARRAYS = ("t1w", "t2w", "mask", "subjects", "scale_t1w", "scale_t2w")
+OPTIONAL_ARRAYS = ("planes", "slice_index")  # (N,) each, when the builder recorded them
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class Split:
     scale_t1w: np.ndarray
     scale_t2w: np.ndarray
     planes: np.ndarray | None = None  # (N,) axis of each slice; None: all along one axis
+    slice_index: np.ndarray | None = None  # (N,) index along that axis; None: not recorded
 
     def __len__(self) -> int:
         return int(self.t1w.shape[0])
@@ -123,14 +128,15 @@ class Dataset:
             raise UsageError(
                 f"data set {self.root} is damaged: cannot read {name} ({exc})"
             ) from exc
-        planes = folder / "planes.npy"
-        if planes.is_file():
-            try:
-                arrays["planes"] = np.load(planes, mmap_mode="r")
-            except (OSError, ValueError) as exc:
-                raise UsageError(
-                    f"data set {self.root} is damaged: cannot read {name} ({exc})"
-                ) from exc
+        for optional in OPTIONAL_ARRAYS:
+            path = folder / f"{optional}.npy"
+            if path.is_file():
+                try:
+                    arrays[optional] = np.load(path, mmap_mode="r")
+                except (OSError, ValueError) as exc:
+                    raise UsageError(
+                        f"data set {self.root} is damaged: cannot read {name} ({exc})"
+                    ) from exc
         n = arrays["t1w"].shape[0]
         for key, arr in arrays.items():
             if arr.shape[0] != n:
@@ -255,6 +261,8 @@ def write_split(folder: Path, arrays: dict[str, np.ndarray]) -> None:
         np.save(folder / f"{key}.npy", arrays[key], allow_pickle=False)
     if arrays.get("planes") is not None:
         np.save(folder / "planes.npy", np.asarray(arrays["planes"], dtype=np.int8))
+    if arrays.get("slice_index") is not None:
+        np.save(folder / "slice_index.npy", np.asarray(arrays["slice_index"], dtype=np.int16))
 
 
 class SplitWriter:
@@ -276,6 +284,7 @@ class SplitWriter:
         )
         self.small: dict[str, list] = {"subjects": [], "scale_t1w": [], "scale_t2w": []}
         self.planes: list[int] = []
+        self.slice_index: list[int] = []
 
     def add(self, subject: str, arrays: dict[str, np.ndarray]) -> None:
         n = arrays["t1w"].shape[0]
@@ -286,6 +295,7 @@ class SplitWriter:
         self.small["scale_t1w"].extend(arrays["scale_t1w"].tolist())
         self.small["scale_t2w"].extend(arrays["scale_t2w"].tolist())
         self.planes.extend(arrays["planes"].tolist() if "planes" in arrays else [2] * n)
+        self.slice_index.extend(arrays["slice_index"].tolist() if "slice_index" in arrays else [])
         self.pos = end
 
     def close(self) -> None:
@@ -299,6 +309,8 @@ class SplitWriter:
             np.save(self.folder / f"{key}.npy", np.asarray(self.small[key], dtype=np.float32))
         if any(axis != 2 for axis in self.planes):  # slices along several axes
             np.save(self.folder / "planes.npy", np.asarray(self.planes, dtype=np.int8))
+        if len(self.slice_index) == self.count:  # every subject's slices were indexed
+            np.save(self.folder / "slice_index.npy", np.asarray(self.slice_index, dtype=np.int16))
 
 
 def split_subjects(subjects: Iterable[str], test_count: int, seed: int) -> dict[str, list[str]]:

@@ -293,12 +293,13 @@ def _volume_slices(
         import nibabel as nib
 
         _check_cubic(nib.as_closest_canonical(t1_img).header.get_zooms()[:3], label)
-    out: dict = {"t1w": [], "t2w": [], "mask": [], "planes": []}
+    out: dict = {"t1w": [], "t2w": [], "mask": [], "planes": [], "slice_index": []}
     for axis in axes:
         indices = parse_slices(options.slices, t1.shape[axis], default_slice, mask=mask, axis=axis)
         for name, volume in (("t1w", t1), ("t2w", t2), ("mask", mask)):
             out[name] += display_slices(volume, indices, axis)
         out["planes"] += [axis] * len(indices)
+        out["slice_index"] += list(indices)
     if resolve_scale(options.scale, len(out["t1w"])) == "volume":
         out["divisor"] = {"t1w": volume_divisor(t1, mask), "t2w": volume_divisor(t2, mask)}
     return out
@@ -578,6 +579,8 @@ def _load_subjects(subjects, side: dict, options: ImportOptions, default_slice, 
 def _scaled_arrays(slices: dict, size: tuple[int, int]) -> dict:
     out: dict[str, list] = {"t1w": [], "t2w": [], "mask": [], "scale_t1w": [], "scale_t2w": []}
     out["planes"] = slices.get("planes", [2] * len(slices["t1w"]))
+    if "slice_index" in slices:
+        out["slice_index"] = slices["slice_index"]
     volume = slices.get("divisor", {})  # one divisor per volume, or none (per slice)
     for t1, t2, mask in zip(slices["t1w"], slices["t2w"], slices["mask"]):
         mask = fit_to(mask.astype(bool), size)
@@ -586,7 +589,7 @@ def _scaled_arrays(slices: dict, size: tuple[int, int]) -> dict:
             out[name].append(scaled * mask)
             out[f"scale_{name}"].append(divisor)
         out["mask"].append(mask.astype(np.uint8))
-    kinds = {"mask": np.uint8, "planes": np.int8}
+    kinds = {"mask": np.uint8, "planes": np.int8, "slice_index": np.int16}
     return {k: np.asarray(v, dtype=kinds.get(k, np.float32)) for k, v in out.items()}
 
 

@@ -46,6 +46,7 @@ from mrtranslate.data.volumes import (
 )
 from mrtranslate.directions import DIRECTIONS, Direction
 from mrtranslate.errors import UsageError
+from mrtranslate.evaluation.reuse import current_evaluation, known_slices
 from mrtranslate.evaluation.volume_baselines import BASELINES, IntensityLookup
 from mrtranslate.evaluation.volume_measures import (
     HIGHER_IS_BETTER,
@@ -168,9 +169,25 @@ def evaluate_volumes(
     out = Path(out)
     lookups = fit_lookups(train, progress)
     rows, seconds = [], {}
+    # slices the runs' evaluations already translated are taken from them (evaluation/reuse.py)
+    reuse = {
+        run.config.model: {"current_evaluation": current_evaluation(run, dataset), "slices": 0}
+        for run in loaded
+    }
     for source in progress_bar(test, desc="test volumes", unit="vol", disable=not progress):
         person = load_participant(source)
-        rows += _judge(person, loaded, lookups, out, batch_size, save_volumes, seconds, progress)
+        rows += _judge(
+            person,
+            loaded,
+            lookups,
+            out,
+            batch_size,
+            save_volumes,
+            seconds,
+            progress,
+            dataset=dataset,
+            reuse=reuse,
+        )
     for row in rows:
         row["site"] = dataset.site_of(row["subject"])
     names = {run.config.model: run.display_name for run in loaded}
@@ -198,6 +215,7 @@ def evaluate_volumes(
             for run in loaded
         },
         "translation_seconds": seconds,
+        "reused_from_evaluation": reuse,
         "mrtranslate_version": __version__,
     }
     _write(out, rows, summary)
@@ -238,9 +256,15 @@ def _judge(
     save_volumes: bool,
     seconds: dict,
     progress: bool = False,
+    dataset: Dataset | None = None,
+    reuse: dict | None = None,
 ) -> list[dict]:
     """Translate one participant's volumes both ways with every run, measure them and the
-    baselines, save the mid-brain slices; returns the rows (``seconds`` gets the timings)."""
+    baselines, save the mid-brain slices; returns the rows (``seconds`` gets the timings).
+
+    ``reuse[model]``: ``current_evaluation`` (whether the run's evaluation on ``dataset`` may be
+    reused, :func:`~mrtranslate.evaluation.reuse.current_evaluation`) and ``slices``, the count
+    of slices taken from it so far (updated here)."""
     source, rows = person.source, []
     mid = mid_brain_slice(person.brain)
     slices: dict[str, np.ndarray] = {}
@@ -250,6 +274,10 @@ def _judge(
         label = f"{source.subject} {direction}: translating"
         for run in progress_bar(loaded, desc=label, unit="model", disable=not progress):
             t0 = time.perf_counter()
+            mine = (reuse or {}).get(run.config.model, {})
+            known = None
+            if dataset is not None and mine.get("current_evaluation"):
+                known = known_slices(run, dataset, source.subject, direction)
             candidates[run.config.model] = translate_volume(
                 run,
                 person.volume[direction.source],
@@ -257,7 +285,10 @@ def _judge(
                 person.brain,
                 batch_size,
                 zooms=person.image[direction.source].header.get_zooms()[:3],
+                known=known,
             )
+            if known is not None:
+                mine["slices"] += known.reused
             seconds[f"{source.subject} {run.config.model} {direction}"] = time.perf_counter() - t0
         slices[f"{direction}/input"] = _mid(person.volume[direction.source], person, mid)
         slices[f"{direction}/real"] = _mid(real, person, mid)

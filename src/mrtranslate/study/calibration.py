@@ -267,6 +267,7 @@ class Calibration:
         """The test split's masks, a probe of one test volume (loading and measuring it, timed)
         and what evaluation and the whole-volume stage translate at every rung."""
         from mrtranslate.data.dataset import open_dataset
+        from mrtranslate.evaluation.reuse import reusable_images
         from mrtranslate.inference.volumes import PLANE_AXES
 
         dataset = open_dataset(self.study.data)
@@ -283,11 +284,18 @@ class Calibration:
             volumes = {k: len(dataset.volume_sources(k)) for k in volumes}
         planes = (1, 3) if self.study.planes == 3 else (1,)
         fitted = plane_masks(self.probe.brain, self.study.data_shape) if self.probe else {}
-        eval_pixels, volume_pixels = {}, {}
+        # axial slices of the test volumes that evaluation translates: taken, not translated again
+        reusable = reusable_images(split) if fitted else np.zeros(len(split), dtype=bool)
+        eval_pixels, volume_pixels, reused_pixels = {}, {}, {}
         for rung in self.factors:
             tile, whole = self.tile(rung), self.shape(rung) if self.crops is None else None
             whole = whole or tuple(self.study.data_shape)
             eval_pixels[rung] = translated_pixels(self.test_masks, tile, True, whole)
+            reused = reused_pixels[rung] = (
+                translated_pixels(self.test_masks[reusable], tile, True, whole)
+                if reusable.any()
+                else 0
+            )
             for count in planes if fitted else ():
                 pixels = sum(
                     translated_pixels(fitted[axis], tile, True, fitted[axis].shape[1:])
@@ -295,14 +303,15 @@ class Calibration:
                     else len(fitted[axis]) * whole[0] * whole[1]
                     for axis in PLANE_AXES[count]
                 )
-                volume_pixels[(rung, count)] = pixels * volumes["test"]
+                volume_pixels[(rung, count)] = max(pixels * volumes["test"] - reused, 0)
         self.counts = TranslationCounts(
-            eval_pixels, volume_pixels, volumes["test"], volumes["train"]
+            eval_pixels, volume_pixels, volumes["test"], volumes["train"], reused_pixels
         )
         if self.probe is not None:
             self.say(
                 f"calibration on the data: {len(split)} test slices, "
-                f"{volumes['test']} test and {volumes['train']} training volumes "
+                f"{volumes['test']} test and {volumes['train']} training volumes, "
+                f"{int(reusable.sum())} test slices translated once for both stages "
                 f"(loading one {self.probe.load_seconds:.1f} s, measuring one "
                 f"{self.probe.measure_seconds:.1f} s)"
             )
@@ -430,6 +439,10 @@ class Calibration:
                 {
                     "volume_load_seconds": self.probe.load_seconds,
                     "volume_measure_seconds": self.probe.measure_seconds,
+                    "volume_megapixels_taken_from_evaluation": {
+                        "x".join(map(str, self.shape(f))): p / 1e6
+                        for f, p in self.counts.reused_pixels.items()
+                    },
                 }
                 if self.probe
                 else {}

@@ -40,13 +40,17 @@ class TranslationCounts:
     ``eval_pixels[rung]``: pixels the network computes to translate the test split one way
     (tiles with brain, or whole images); ``volume_pixels[(rung, planes)]``: the same for all
     test volumes along ``planes`` planes (one volume counted, times the number of volumes);
-    ``test_volumes`` and ``train_volumes``: how many volumes the whole-volume stage loads.
+    ``test_volumes`` and ``train_volumes``: how many volumes the whole-volume stage loads;
+    ``reused_pixels[rung]``: the pixels of the test images that are axial slices of the test
+    volumes, which the volume stage takes from evaluation (evaluation/reuse.py) and
+    ``volume_pixels`` therefore leaves out.
     """
 
     eval_pixels: dict = field(default_factory=dict)
     volume_pixels: dict = field(default_factory=dict)
     test_volumes: int = 0
     train_volumes: int = 0
+    reused_pixels: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
