@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Build, inspect and preview data sets.",
     )
     dsub = subcommands(data, "data_command")
-    for add in (_add_phantom, _add_import, _add_export, _add_info, _add_preview):
+    for add in (_add_phantom, _add_prepare, _add_import, _add_export, _add_info, _add_preview):
         add(dsub)
 
 
@@ -153,6 +153,61 @@ def _add_import_options(imp: argparse.ArgumentParser) -> None:
         help="how to cite the data, shown in reports (default for BIDS: dataset_description.json "
         "HowToAcknowledge/ReferencesAndLinks/DatasetDOI, else the README paragraph with a DOI)",
     )
+
+
+def _spacing(text: str) -> float | None:
+    """``--spacing``: a positive number of mm, or ``native``."""
+    if text == "native":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected mm or 'native', got {text!r}") from None
+    if not 0.2 <= value <= 5:
+        raise argparse.ArgumentTypeError(f"expected 0.2 to 5 mm, got {value:g}")
+    return value
+
+
+def _add_prepare(dsub: argparse._SubParsersAction) -> None:
+    prep = dsub.add_parser(
+        "prepare",
+        help="co-register raw T1w/T2w sessions (own grids, skull) into a BIDS derivative",
+        description="For every sub-*/[ses-*/]anat T1w/T2w pair of a raw BIDS folder: N4 bias "
+        "correction, rigid mutual-information registration of the T2w onto the T1w, brain "
+        "extraction (the MNI152 brain carried by affine registration; offline), both images "
+        "and the mask resampled onto one grid, a registration score and a QC picture. Writes a "
+        "BIDS derivative that 'data import --format bids' reads; sessions whose registration "
+        "looks failed are flagged and kept out of it.",
+    )
+    prep.add_argument("--root", required=True, help="raw BIDS folder")
+    prep.add_argument("--out", required=True, help="derivative folder to write")
+    prep.add_argument(
+        "--spacing",
+        type=_spacing,
+        default=1.0,
+        help="output grid: isotropic voxels of this many mm over the T1w's field of view "
+        "(default 1, like the shared training data) or 'native' (the T1w's own grid)",
+    )
+    prep.add_argument("--no-n4", action="store_true", help="skip the N4 bias-field correction")
+    prep.add_argument(
+        "--keep-flagged",
+        action="store_true",
+        help="write flagged sessions into the BIDS tree too (default: under OUT/flagged/)",
+    )
+    prep.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    prep.set_defaults(func=_run_prepare)
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    from mrtranslate.preparation.prepare import PrepareOptions, prepare_bids
+
+    options = PrepareOptions(spacing=args.spacing, n4=not args.no_n4)
+    summary = prepare_bids(
+        args.root, args.out, options, overwrite=args.overwrite, keep_flagged=args.keep_flagged
+    )
+    count = len(summary["sessions"])
+    print(f"{count} session(s) prepared into {args.out} (summary.json, qc/)")
+    return 0
 
 
 def _add_export(dsub: argparse._SubParsersAction) -> None:

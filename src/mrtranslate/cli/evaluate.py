@@ -120,6 +120,13 @@ def _add_translate(sub: argparse._SubParsersAction) -> None:
         "--mask",
         help="brain mask NIfTI (default: the input's non-zero voxels, enclosed holes filled)",
     )
+    tr.add_argument(
+        "--raw",
+        action="store_true",
+        help="the input is a raw scan (its own grid, thick slices, skull): N4, brain "
+        "extraction, 1 mm isotropic resampling, the translation, and back onto the input's "
+        "grid, zero outside the brain, with a JSON sidecar naming every step (one file)",
+    )
     tr.add_argument("--batch-size", type=int, default=16, help="slices per batch (default 16)")
     add_device(tr)
     tr.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -159,7 +166,26 @@ def run_translate(args: argparse.Namespace) -> int:
         "progress": not args.quiet,
         "before_work": announce,
     }
-    if is_bids_root(Path(args.input)):
+    if args.raw:
+        from mrtranslate.preparation.raw_translate import translate_raw
+
+        if args.output is None:
+            raise UsageError("--output is required with --raw")
+        if args.mask:
+            raise UsageError("--raw extracts the brain itself; leave out --mask")
+        announce()
+        written = [
+            translate_raw(
+                run,
+                args.direction,
+                args.input,
+                args.output,
+                overwrite=args.overwrite,
+                progress=not args.quiet,
+                say=lambda line: print(line, file=sys.stderr),
+            )
+        ]
+    elif is_bids_root(Path(args.input)):
         if args.mask:
             raise UsageError("--mask works with a single input volume, not a BIDS root")
         written = translate_bids(run, args.direction, args.input, args.output, **common)

@@ -156,7 +156,15 @@ def find_bids(root: Path) -> list[SubjectFiles]:
             if not alternatives:
                 raise UsageError(f"{stem}: no matching T2w for {t1}")
             t2 = alternatives[0]
-        masks = [m for m in t1.parent.glob(f"{stem}*_mask.nii*") if not LESION.search(m.name)]
+        # a mask named after the pair (``<stem>*_mask``), or the session's brain mask beside a
+        # ``desc-preproc`` pair (``data prepare``: ``sub-01_ses-1_desc-brain_mask``)
+        session = "_".join(e for e in stem.split("_") if not e.startswith("desc-"))
+        masks = [
+            m
+            for pattern in (f"{stem}*_mask.nii*", f"{session}_desc-brain_mask.nii*")
+            for m in sorted(t1.parent.glob(pattern))
+            if not LESION.search(m.name)
+        ]
         participant = stem.split("_")[0]  # the sub-<label> entity: sessions, runs, acquisitions
         found.append(
             SubjectFiles(
