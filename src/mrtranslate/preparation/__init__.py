@@ -1,0 +1,2 @@
+"""Raw scans in (own grids, thick slices, skull): registration, brain extraction, the
+``data prepare`` pipeline, its QC pictures and ``translate --raw``."""
