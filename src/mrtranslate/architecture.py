@@ -63,6 +63,11 @@ LAYERS: tuple[Layer, ...] = (
     ),
     Layer(("evaluation",), "measures, reference points, baselines, `evaluate_run`"),
     Layer(
+        ("preparation",),
+        "raw scans in (SimpleITK): rigid registration, offline brain extraction, the "
+        "`data prepare` pipeline and its QC pictures, `translate --raw`",
+    ),
+    Layer(
         ("reporting", "perceptual"),
         "figures, tables, report; the perceptual-study builder, server, analysis and observer",
     ),
