@@ -255,3 +255,17 @@ def test_a_raw_scan_is_translated_back_onto_its_own_grid(small_phantom, tmp_path
     sidecar = json.loads(out.with_name("sub-01_desc-synthetic_T2w.json").read_text())
     assert len(sidecar["Steps"]) == 6 and sidecar["Direction"] == "t1-to-t2"
     assert sidecar["Sources"] == [str(scan.resolve())]
+
+
+def test_translate_raw_bad_input_is_one_line(small_phantom, tmp_path, capsys):
+    from mrtranslate.training.run import train_run
+
+    run = tmp_path / "run"
+    train_run("simple", small_phantom, run, profile="tiny", progress=False)
+    flat = tmp_path / "flat.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((40, 40), np.float32), np.eye(4)), str(flat))
+    args = ["translate", "--run", str(run), "--direction", "t1-to-t2", "--raw"]
+    err = usage_error(capsys, [*args, "--input", str(flat), "--output", str(tmp_path / "o.nii")])
+    assert "a 3-D volume is needed" in err and not (tmp_path / "o.nii").exists()
+    err = usage_error(capsys, [*args, "--input", str(flat)])
+    assert "--output is required with --raw" in err

@@ -167,24 +167,7 @@ def run_translate(args: argparse.Namespace) -> int:
         "before_work": announce,
     }
     if args.raw:
-        from mrtranslate.preparation.raw_translate import translate_raw
-
-        if args.output is None:
-            raise UsageError("--output is required with --raw")
-        if args.mask:
-            raise UsageError("--raw extracts the brain itself; leave out --mask")
-        announce()
-        written = [
-            translate_raw(
-                run,
-                args.direction,
-                args.input,
-                args.output,
-                overwrite=args.overwrite,
-                progress=not args.quiet,
-                say=lambda line: print(line, file=sys.stderr),
-            )
-        ]
+        written = [_translate_raw(args, run, announce)]
     elif is_bids_root(Path(args.input)):
         if args.mask:
             raise UsageError("--mask works with a single input volume, not a BIDS root")
@@ -198,6 +181,27 @@ def run_translate(args: argparse.Namespace) -> int:
     for path in written:
         print(f"written: {path}")
     return 0
+
+
+def _translate_raw(args: argparse.Namespace, run, announce):
+    """``translate --raw``: one raw scan in, the synthetic volume on its own grid out."""
+    from mrtranslate.errors import UsageError
+    from mrtranslate.preparation.raw_translate import translate_raw
+
+    if args.output is None:
+        raise UsageError("--output is required with --raw")
+    if args.mask:
+        raise UsageError("--raw extracts the brain itself; leave out --mask")
+    return translate_raw(
+        run,
+        args.direction,
+        args.input,
+        args.output,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        say=lambda line: print(line, file=sys.stderr),
+        before_work=announce,
+    )
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -188,6 +188,14 @@ def evaluate_volumes(
             dataset=dataset,
             reuse=reuse,
         )
+    summary = _volume_summary(rows, loaded, dataset, data_dir, lookups, test)
+    summary |= {"translation_seconds": seconds, "reused_from_evaluation": reuse}
+    _write(out, rows, summary)
+    return summary
+
+
+def _volume_summary(rows: list[dict], loaded: list, dataset, data_dir, lookups, test) -> dict:
+    """The summary of the volume table (pooled and per site) and what it was made from."""
     for row in rows:
         row["site"] = dataset.site_of(row["subject"])
     names = {run.config.model: run.display_name for run in loaded}
@@ -214,11 +222,8 @@ def evaluate_volumes(
             }
             for run in loaded
         },
-        "translation_seconds": seconds,
-        "reused_from_evaluation": reuse,
         "mrtranslate_version": __version__,
     }
-    _write(out, rows, summary)
     return summary
 
 
@@ -274,21 +279,9 @@ def _judge(
         label = f"{source.subject} {direction}: translating"
         for run in progress_bar(loaded, desc=label, unit="model", disable=not progress):
             t0 = time.perf_counter()
-            mine = (reuse or {}).get(run.config.model, {})
-            known = None
-            if dataset is not None and mine.get("current_evaluation"):
-                known = known_slices(run, dataset, source.subject, direction)
-            candidates[run.config.model] = translate_volume(
-                run,
-                person.volume[direction.source],
-                direction,
-                person.brain,
-                batch_size,
-                zooms=person.image[direction.source].header.get_zooms()[:3],
-                known=known,
+            candidates[run.config.model] = _translate(
+                run, person, direction, batch_size, dataset, (reuse or {}).get(run.config.model)
             )
-            if known is not None:
-                mine["slices"] += known.reused
             seconds[f"{source.subject} {run.config.model} {direction}"] = time.perf_counter() - t0
         slices[f"{direction}/input"] = _mid(person.volume[direction.source], person, mid)
         slices[f"{direction}/real"] = _mid(real, person, mid)
@@ -308,6 +301,28 @@ def _judge(
                 _save_volume(out, person, direction, name, synthetic)
     _save_slices(out / "slices" / f"{source.subject}.npz", slices, mid)
     return rows
+
+
+def _translate(
+    run, person: Participant, direction: Direction, batch_size: int, dataset, reuse: dict | None
+) -> np.ndarray:
+    """``person``'s source volume translated by ``run``, taking the slices its evaluation
+    already translated when ``reuse`` says that evaluation is current (and counting them)."""
+    known = None
+    if dataset is not None and reuse and reuse.get("current_evaluation"):
+        known = known_slices(run, dataset, person.source.subject, direction)
+    synthetic = translate_volume(
+        run,
+        person.volume[direction.source],
+        direction,
+        person.brain,
+        batch_size,
+        zooms=person.image[direction.source].header.get_zooms()[:3],
+        known=known,
+    )
+    if known is not None:
+        reuse["slices"] += known.reused
+    return synthetic
 
 
 def _baselines(person: Participant, direction: Direction, lookup: IntensityLookup) -> dict:

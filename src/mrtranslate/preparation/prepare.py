@@ -155,8 +155,16 @@ def head_overlap(t1w, t2w) -> float:
     return float(hits.mean()) if hits.size else 0.0
 
 
-def _output_grid(t1w, spacing: float | None):
-    return t1w if spacing is None else isotropic(t1w, spacing)
+def _on_one_grid(t1w, t2w, brain_mask, transform, spacing: float | None) -> dict:
+    """T1w, T2w (through ``transform``, linear) and mask (nearest) on the output grid: the
+    T1w's own (``spacing`` None) or isotropic ``spacing`` mm over its field of view."""
+    s = sitk()
+    grid = t1w if spacing is None else isotropic(t1w, spacing)
+    return {
+        "t1w": s.Resample(t1w, grid, s.Transform(), s.sitkLinear, 0.0, s.sitkFloat32),
+        "t2w": s.Resample(t2w, grid, transform, s.sitkLinear, 0.0, s.sitkFloat32),
+        "mask": s.Resample(brain_mask, grid, s.Transform(), s.sitkNearestNeighbor, 0, s.sitkUInt8),
+    }
 
 
 def prepare_session(
@@ -191,14 +199,12 @@ def prepare_session(
     lap("register")
     brain = extract_brain(t1w, options.threads)
     lap("brain")
-    grid = _output_grid(t1w, options.spacing)
-    t1_out = s.Resample(t1w, grid, s.Transform(), s.sitkLinear, 0.0, s.sitkFloat32)
-    t2_out = s.Resample(t2w, grid, registration.transform, s.sitkLinear, 0.0, s.sitkFloat32)
-    mask_out = s.Resample(brain.mask, grid, s.Transform(), s.sitkNearestNeighbor, 0, s.sitkUInt8)
+    images = _on_one_grid(t1w, t2w, brain.mask, registration.transform, options.spacing)
     lap("resample")
     score = registration_score(t1w, t2w, registration.transform)
     lap("score")
     reasons = registration_flags(score, registration.rotation_degrees, registration.translation_mm)
+    mask_out = images["mask"]
     brain_voxels = int(np.count_nonzero(s.GetArrayViewFromImage(mask_out)))
     result = SessionResult(
         session=files.subject,
@@ -209,14 +215,13 @@ def prepare_session(
         rotation_degrees=round(registration.rotation_degrees, 3),
         translation_mm=round(registration.translation_mm, 3),
         overlap=round(overlap, 3),
-        brain_ml=round(brain_voxels * float(np.prod(grid.GetSpacing())) / 1000, 1),
+        brain_ml=round(brain_voxels * float(np.prod(mask_out.GetSpacing())) / 1000, 1),
         flagged=bool(reasons),
         reasons=reasons,
         seconds=seconds,
     )
     place = out / "flagged" if result.flagged and not keep_flagged else out
     anat = place / files.t1w.parent.relative_to(root)
-    images = {"t1w": t1_out, "t2w": t2_out, "mask": mask_out}
     written = _write_session(anat, out, files, options, result, registration, images)
     result.files = {k: str(p.relative_to(out)) for k, p in written.items()}
     lap("write")

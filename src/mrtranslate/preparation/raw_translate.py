@@ -53,20 +53,18 @@ def translate_raw(
     overwrite: bool = False,
     progress: bool = True,
     say=print,
+    before_work=None,
 ) -> Path:
-    """Translate one raw NIfTI volume (see the module docstring); returns the output path."""
+    """Translate one raw NIfTI volume (see the module docstring); returns the output path.
+    ``before_work`` is called once the paths and the input are checked (bad input stays one
+    line)."""
     s = sitk()
     direction = Direction.parse(direction)
     source, output = Path(input_path), Path(output_path)
-    if source.is_dir():
-        raise UsageError("--raw translates one NIfTI file; give a file as --input")
-    if output.exists() and not overwrite:
-        raise UsageError(f"output {output} exists (use --overwrite)")
-    try:
-        check_writable_parent(output, probe=True)
-    except PermissionError as exc:
-        raise UsageError(f"cannot write the output {output}: {exc}") from None
+    _check_paths(source, output, overwrite)
     image = load_volume(source, "input")
+    if before_work is not None:
+        before_work()
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -95,21 +93,37 @@ def translate_raw(
     )
     lap("translate")
     synthetic_sitk = from_nibabel(np.asarray(synthetic.dataobj, np.float32), work_affine)
-    back = s.Resample(synthetic_sitk, native, s.Transform(), s.sitkLinear, 0.0, s.sitkFloat32)
-    back_mask = s.Resample(brain.mask, native, s.Transform(), s.sitkNearestNeighbor, 0)
-    data, _ = to_nibabel(back)
-    inside, _ = to_nibabel(back_mask)
-    header = image.header.copy()
-    header.set_data_dtype(np.float32)
-    header.set_slope_inter(1.0, 0.0)
-    result = nib.Nifti1Image((data * (inside > 0)).astype(np.float32), image.affine, header)
-    save_nifti_atomic(output, result)
+    save_nifti_atomic(output, _on_input_grid(synthetic_sitk, brain.mask, native, image))
     lap("resample back and write")
     write_json_atomic(
         sidecar_path(output),
         _sidecar(run, direction, source, spacing, n4, brain.metric, seconds),
     )
     return output
+
+
+def _check_paths(source: Path, output: Path, overwrite: bool) -> None:
+    if source.is_dir():
+        raise UsageError("--raw translates one NIfTI file; give a file as --input")
+    if output.exists() and not overwrite:
+        raise UsageError(f"output {output} exists (use --overwrite)")
+    try:
+        check_writable_parent(output, probe=True)
+    except PermissionError as exc:
+        raise UsageError(f"cannot write the output {output}: {exc}") from None
+
+
+def _on_input_grid(synthetic, brain_mask, native, image: nib.Nifti1Image) -> nib.Nifti1Image:
+    """The synthetic volume (SimpleITK, any grid) resampled (linear) onto the input's own grid
+    (``native``), zero outside the brain mask (nearest), with the input's affine and header."""
+    s = sitk()
+    back = s.Resample(synthetic, native, s.Transform(), s.sitkLinear, 0.0, s.sitkFloat32)
+    inside = s.Resample(brain_mask, native, s.Transform(), s.sitkNearestNeighbor, 0)
+    data, inside_data = to_nibabel(back)[0], to_nibabel(inside)[0]
+    header = image.header.copy()
+    header.set_data_dtype(np.float32)
+    header.set_slope_inter(1.0, 0.0)
+    return nib.Nifti1Image((data * (inside_data > 0)).astype(np.float32), image.affine, header)
 
 
 def _sidecar(run, direction, source: Path, spacing, n4, brain_metric, seconds) -> dict:
