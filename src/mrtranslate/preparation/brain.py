@@ -3,7 +3,8 @@
 nilearn ships the ICBM 2009a MNI152 T1 template already skull-stripped (no download): its
 non-zero voxels are the brain. The template is registered affinely onto the subject's T1w
 (Mattes mutual information measured over the template's brain only, so the subject's skull
-and neck, which the template lacks, do not pull it), first rigid, then affine, each over a
+and neck, which the template lacks, do not pull it), first a similarity (rotation,
+translation, one scale) from the images' centres of mass, then a full affine, each over a
 pyramid; its brain mask is carried onto the T1w's grid (linear interpolation, > 0.5) and
 holes are filled.
 
@@ -58,25 +59,24 @@ def extract_brain(t1w, threads: int | None = None) -> BrainMask:
             fixed, moving, s.Similarity3DTransform(), s.CenteredTransformInitializerFilter.MOMENTS
         )
     )
-    metric = _fit(fixed, fixed_mask, moving, similarity, threads)
+    _fit(fixed, fixed_mask, moving, similarity, threads)
     affine = s.AffineTransform(3)
     affine.SetCenter(similarity.GetCenter())
     affine.SetMatrix(similarity.GetMatrix())
     affine.SetTranslation(similarity.GetTranslation())
     metric = _fit(fixed, fixed_mask, moving, affine, threads)
-    current = affine
     # fixed (template) -> moving (T1w); the mask goes the other way: T1w grid sampling the
     # template through the inverse
     carried = s.Resample(
         s.Cast(fixed_mask, s.sitkFloat32),
         t1w,
-        current.GetInverse(),
+        affine.GetInverse(),
         s.sitkLinear,
         0.0,
         s.sitkFloat32,
     )
     mask = s.BinaryFillhole(s.Cast(carried > 0.5, s.sitkUInt8))
-    return BrainMask(mask=mask, transform=current, metric=metric)
+    return BrainMask(mask=mask, transform=affine, metric=metric)
 
 
 def _fit(fixed, fixed_mask, moving, transform, threads: int | None) -> float:
